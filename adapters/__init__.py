@@ -1,0 +1,1 @@
+"""Bridges to outside systems (ONVIF, OSDP, access control, visitor management, dispatch)."""

@@ -1,0 +1,120 @@
+"""The ``campusguard`` command line.
+
+Kept light at import time: ``campusguard plugins`` and ``campusguard version`` must answer in well
+under a second, so the runtime is imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from campusguard.sdk import __version__
+
+DEFAULT_CONFIG = "plugins.toml"
+
+
+def _config_path(value: str | None) -> Path:
+    return Path(value or os.environ.get("CAMPUSGUARD_CONFIG") or DEFAULT_CONFIG)
+
+
+def _print_issues(exc: Exception) -> None:
+    print(f"campusguard: configuration is invalid:\n{exc}", file=sys.stderr)
+
+
+def cmd_version(_: argparse.Namespace) -> int:
+    print(f"campusguard {__version__}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .config import ConfigInvalid, PluginSettings, load_config
+    from .plugin_manager import PluginHost
+
+    settings = PluginSettings()
+    path = _config_path(args.config)
+    if path.exists():
+        try:
+            settings = load_config(path).settings.plugins
+        except ConfigInvalid as exc:
+            _print_issues(exc)
+            return 1
+    host = PluginHost(disabled=settings.disabled)
+    host.load_entry_points()
+    host.collect_registrations()
+    records = sorted(host.records.values(), key=lambda r: r.name)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in records], indent=2))
+    else:
+        for r in records:
+            dist = f"{r.distribution} {r.version}" if r.distribution else "(no distribution)"
+            print(f"{r.name:<28} {r.status:<9} {dist}")
+            for category, kinds in sorted(r.registered.items()):
+                print(f"    {category}: {', '.join(kinds)}")
+            if r.error:
+                print(f"    error: {r.error}")
+    return 1 if settings.strict and host.failures() else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .config import ConfigInvalid, load_config
+    from .plugin_manager import PluginLoadError
+    from .runtime import Core
+
+    path = _config_path(args.config)
+    try:
+        core = Core(load_config(path))
+        specs = core.prepare()
+    except ConfigInvalid as exc:
+        _print_issues(exc)
+        return 1
+    except PluginLoadError as exc:
+        print(f"campusguard: {exc}", file=sys.stderr)
+        return 1
+    failed = core.host.failures()
+    for record in failed:
+        print(f"warning: plugin {record.name!r} failed: {record.error}", file=sys.stderr)
+    print(f"{path}: valid ({len(specs)} components)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import run
+
+    return run(_config_path(args.config))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="campusguard", description="School-safety integration framework.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("plugins", help="list plugins, what they registered and their status")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--config", "-c", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("check", help="validate a config file; exit 1 with precise errors")
+    p.add_argument("config", nargs="?", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", help="run the core until SIGINT or SIGTERM")
+    p.add_argument("config", nargs="?", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

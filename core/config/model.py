@@ -1,0 +1,88 @@
+"""The shape of ``plugins.toml``: core settings, plugin selection, component tables and secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+# Tables of component instances, and the registration hook that fills each one's registry.
+COMPONENT_TABLES: dict[str, str] = {
+    "cameras": "camera_sources",
+    "detectors": "detectors",
+    "trackers": "trackers",
+    "analyzers": "analyzers",
+    "notifiers": "notifiers",
+    "adapters": "adapters",
+    "event_handlers": "event_handlers",
+}
+
+# Keys every component table may have besides its own config.
+RESERVED_KEYS = ("type", "enabled")
+
+
+class CoreSettings(BaseSettings):
+    """``[core]``. Each key can be overridden by ``CAMPUSGUARD_<KEY>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CAMPUSGUARD_", extra="forbid")
+
+    site: str = Field(default="campus", description="name of the site, shown in every message")
+    data_dir: Path = Field(default=Path("var"), description="store, evidence; relative to the config")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    hook_timeout: float = Field(default=10.0, gt=0, description="seconds per lifecycle hook call")
+    start_timeout: float = Field(default=30.0, gt=0, description="seconds a component may take to start")
+    stop_timeout: float = Field(default=5.0, gt=0, description="seconds a component may take to stop")
+    shutdown_timeout: float = Field(default=15.0, gt=0, description="upper bound of a clean shutdown")
+    retry_initial: float = Field(default=1.0, gt=0, description="first NotReady retry delay, seconds")
+    retry_max: float = Field(default=300.0, gt=0, description="longest NotReady retry delay, seconds")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file: that is how a deployment overrides a shipped config.
+        return env_settings, init_settings
+
+
+class PluginSettings(BaseModel):
+    """``[plugins]``: which plugins load, and how strictly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strict: bool = Field(default=False, description="any plugin failure is fatal (for CI)")
+    disabled: list[str] = Field(default_factory=list, description="entry-point names never imported")
+
+
+class DeliverySettings(BaseModel):
+    """``[delivery]``: how the outbox retries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(default=10.0, gt=0, description="seconds one notify() call may take")
+    retry_initial: float = Field(default=0.5, gt=0)
+    retry_max: float = Field(default=60.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0, description="seconds between outbox scans")
+
+
+class Settings(BaseModel):
+    """The whole file after the first pass; component tables are checked once plugins registered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    core: CoreSettings = Field(default_factory=CoreSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    cameras: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    trackers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    analyzers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    event_handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)

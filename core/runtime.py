@@ -1,0 +1,175 @@
+"""The running core: loads plugins, checks the whole config, then starts store, bus and components.
+
+Nothing starts until every plugin is loaded and every config table is valid, so a bad config
+never leaves anything half-started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from campusguard.sdk import (
+    INCIDENTS,
+    ComponentContext,
+    EventHandler,
+    Incident,
+    Notifier,
+    Stage,
+)
+
+from .bus import InProcessBus
+from .config import ComponentSpec, LoadedConfig, validate_components
+from .delivery import DeliveryWorker
+from .plugin_manager import PluginHost
+from .store import SQLiteStore
+from .supervisor import Supervised, Supervisor
+
+log = logging.getLogger("campusguard.core")
+
+
+class Core:
+    """One running campusguard. Implements :class:`campusguard.sdk.CoreAPI`."""
+
+    def __init__(self, config: LoadedConfig, *, host: PluginHost | None = None, load_entry_points: bool = True) -> None:
+        self.config = config
+        settings = config.settings
+        self.host = host or PluginHost(disabled=settings.plugins.disabled, strict=settings.plugins.strict)
+        self._load_entry_points = load_entry_points
+        self._bus: InProcessBus | None = None
+        self.store = SQLiteStore(self.data_dir / "campusguard.db")
+        self.supervisor = Supervisor(
+            start_timeout=settings.core.start_timeout,
+            stop_timeout=settings.core.stop_timeout,
+            retry_initial=settings.core.retry_initial,
+            retry_max=settings.core.retry_max,
+            on_started=self._component_started,
+            on_stopping=self._component_stopping,
+        )
+        self.workers: dict[str, DeliveryWorker] = {}
+        self._subscriptions: dict[str, list[Any]] = {}
+        self.specs: list[ComponentSpec] = []
+        self._started = False
+
+    # -- CoreAPI ---------------------------------------------------------------------------------
+
+    @property
+    def bus(self) -> InProcessBus:
+        if self._bus is None:
+            raise RuntimeError("the core is not started")
+        return self._bus
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    async def raise_incident(self, incident: Incident) -> Incident:
+        incident.stamp(Stage.RAISED)
+        targets = self.notifier_names()
+        incident.stamp(Stage.ENQUEUED)
+        await self.store.record_incident(incident, targets)
+        for target in targets:
+            worker = self.workers.get(target)
+            if worker is not None:
+                worker.wake()
+        self.bus.publish(INCIDENTS, incident)
+        return incident
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def prepare(self) -> list[ComponentSpec]:
+        """Load plugins and validate every component table. Raises before anything starts."""
+        if self._load_entry_points:
+            self.host.load_entry_points()
+        registries = self.host.collect_registrations()
+        specs = validate_components(self.config, registries)
+        configured = {(s.table, s.kind) for s in specs if s.table == "event_handlers"}
+        for registration in registries["event_handlers"]:
+            if ("event_handlers", registration.cls.kind) not in configured:
+                # Event handlers run whenever their plugin is on; their table only holds options.
+                specs.append(
+                    ComponentSpec(
+                        "event_handlers",
+                        registration.cls.kind,
+                        registration.cls.kind,
+                        registration.cls,
+                        registration.plugin,
+                        registration.cls.Config(),
+                    )
+                )
+        self.specs = specs
+        return specs
+
+    async def start(self) -> None:
+        if not self.specs:
+            self.prepare()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        self._bus = InProcessBus()
+        for spec in self.specs:
+            context = ComponentContext(
+                name=spec.name,
+                logger=logging.getLogger(f"campusguard.{spec.table}.{spec.name}"),
+                core=self,
+                data_dir=self.data_dir / spec.table / spec.name,
+            )
+            self.supervisor.add(spec, spec.cls(spec.name, spec.config, context))
+        await self.supervisor.start_all()
+        self._started = True
+        await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
+        log.info("campusguard started: %d components, site %r", len(self.specs), self.config.settings.core.site)
+
+    async def stop(self) -> None:
+        if not self._started:
+            await self.store.close()
+            return
+        self._started = False
+        await self.host.call_lifecycle("campusguard_shutdown", self.config.settings.core.hook_timeout, core=self)
+        await self.supervisor.stop_all()
+        if self._bus is not None:
+            await self._bus.close()
+        await self.store.close()
+        log.info("campusguard stopped")
+
+    async def __aenter__(self) -> Core:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.wait_for(self.stop(), self.config.settings.core.shutdown_timeout)
+
+    # -- wiring of started components ------------------------------------------------------------
+
+    def notifier_names(self) -> list[str]:
+        return [s.name for s in self.specs if s.table == "notifiers"]
+
+    async def _component_started(self, s: Supervised) -> None:
+        instance = s.instance
+        if isinstance(instance, Notifier):
+            key = s.key
+
+            async def on_fatal(error: str) -> None:
+                await self.supervisor.fail(key, error)
+
+            worker = DeliveryWorker(
+                s.spec.name,
+                instance,
+                self.store,
+                self.config.settings.delivery,
+                on_fatal=on_fatal,
+            )
+            self.workers[s.spec.name] = worker
+            worker.start()
+        elif isinstance(instance, EventHandler):
+            self._subscriptions[s.key] = [
+                self.bus.subscribe(topic, instance.handle, name=s.key) for topic in type(instance).topics
+            ]
+
+    async def _component_stopping(self, s: Supervised) -> None:
+        worker = self.workers.pop(s.spec.name, None) if s.spec.table == "notifiers" else None
+        if worker is not None:
+            await worker.stop()
+        for subscription in self._subscriptions.pop(s.key, []):
+            await subscription.close()

@@ -1,0 +1,49 @@
+"""Versioned schema migrations, applied in order; ``PRAGMA user_version`` holds the version."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: incidents, an append-only audit log and the durable outbox.
+    """
+    CREATE TABLE incidents (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        exercise    INTEGER NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE INDEX incidents_created ON incidents(created_at);
+
+    CREATE TABLE audit_log (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail  TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+
+    CREATE TABLE outbox (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        idempotency_key  TEXT NOT NULL UNIQUE,
+        target           TEXT NOT NULL,
+        incident_id      TEXT NOT NULL REFERENCES incidents(id),
+        payload          TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  REAL NOT NULL,
+        last_error       TEXT,
+        enqueued_at      TEXT NOT NULL,
+        delivered_at     TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox(target, status, seq);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

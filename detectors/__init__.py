@@ -1,0 +1,1 @@
+"""Built-in detector plugins (motion, ONNX Runtime, TensorRT, pose)."""

@@ -1,0 +1,1 @@
+"""Built-in notifiers: log and webhook."""

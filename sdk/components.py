@@ -1,0 +1,149 @@
+"""Component base classes, one per kind of plugin.
+
+A component class declares ``kind`` (the name it is configured by, e.g. ``"webhook"``) and a
+pydantic ``Config`` model with ``extra="forbid"``. The core builds it as ``cls(name, config,
+context)``, awaits ``start()``, calls its work method, and awaits ``stop()``. Heavy imports
+(onnxruntime, vendor SDKs) belong in ``start()`` so that listing plugins stays instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .bus import Topic
+from .context import ComponentContext
+from .models import Detection, DoorCommand, Frame, Incident, Message, Observation, Track, Visitor
+
+
+class NoConfig(BaseModel):
+    """The config of a component that takes none: any key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component:
+    """Base of every component.
+
+    ``start()`` may raise :class:`~campusguard.sdk.errors.NotReady` (retried with backoff) or
+    :class:`~campusguard.sdk.errors.AuthFailed` (stopped and reported). ``stop()`` must be safe to
+    call twice and after a failed start.
+    """
+
+    category: ClassVar[str] = "component"
+    kind: ClassVar[str]
+    Config: ClassVar[type[BaseModel]] = NoConfig
+
+    def __init__(self, name: str, config: BaseModel, context: ComponentContext) -> None:
+        self.name = name
+        self.config = config
+        self.context = context
+        self.log = context.logger
+
+    async def start(self) -> None:
+        """Connect, load models, warm up. Called once per (re)start."""
+
+    async def stop(self) -> None:
+        """Release everything. Idempotent."""
+
+    def __repr__(self) -> str:
+        # The config is not shown: it may hold secrets (SecretStr hides them, but be safe).
+        return f"<{type(self).__name__} {self.category}:{self.kind} {self.name!r}>"
+
+
+class CameraSource(Component):
+    """Produces frames from one camera (RTSP, file, snapshot). Decoding never runs on the loop."""
+
+    category = "camera_source"
+
+    def frames(self) -> AsyncIterator[Frame]:
+        """Yield decoded frames, latest first when the consumer is slow."""
+        raise NotImplementedError
+
+
+class Detector(Component):
+    """Finds objects in a batch of frames. Runs its model in worker threads, never on the loop."""
+
+    category = "detector"
+    labels: ClassVar[tuple[str, ...]] = ()
+    input_size: ClassVar[tuple[int, int]] = (0, 0)
+
+    async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
+        """Return one list of detections per frame, in the order given."""
+        raise NotImplementedError
+
+
+class Tracker(Component):
+    """Follows detections over time on one camera."""
+
+    category = "tracker"
+
+    async def update(self, frame: Frame, detections: Sequence[Detection]) -> list[Track]:
+        raise NotImplementedError
+
+
+class Analyzer(Component):
+    """Turns tracks into observations (loitering, crowd, fall, ...)."""
+
+    category = "analyzer"
+
+    async def analyze(self, frame: Frame, tracks: Sequence[Track]) -> list[Observation]:
+        raise NotImplementedError
+
+
+class Notifier(Component):
+    """Delivers an incident to people or systems.
+
+    Raise to have the delivery retried from the durable outbox; each delivery carries the
+    idempotency key ``incident.delivery_key(self.name)`` that receivers use to drop duplicates.
+    """
+
+    category = "notifier"
+
+    async def notify(self, incident: Incident) -> None:
+        raise NotImplementedError
+
+
+class AccessControl(Component):
+    """Bridge to a door system. The core has already checked each command for safety."""
+
+    category = "access_control"
+
+    async def execute(self, command: DoorCommand) -> str:
+        """Carry out ``command`` and return the resulting door state, as the hardware reports it."""
+        raise NotImplementedError
+
+
+class VisitorSystem(Component):
+    """Bridge to a visitor-management system."""
+
+    category = "visitor_system"
+
+    async def on_site(self) -> list[Visitor]:
+        """Visitors signed in and not yet signed out."""
+        raise NotImplementedError
+
+
+class Dispatcher(Component):
+    """Bridge to emergency dispatch (CAP, 911 partners)."""
+
+    category = "dispatcher"
+
+    async def dispatch(self, incident: Incident) -> None:
+        raise NotImplementedError
+
+
+class EventHandler(Component):
+    """Reacts to bus messages on ``topics``. Built once per enabled plugin, configured under
+    ``[event_handlers.<kind>]`` when it has options."""
+
+    category = "event_handler"
+    topics: ClassVar[tuple[Topic[Any], ...]] = ()
+
+    async def handle(self, message: Message) -> None:
+        raise NotImplementedError
+
+
+ADAPTER_BASES: tuple[type[Component], ...] = (AccessControl, VisitorSystem, Dispatcher)

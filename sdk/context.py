@@ -1,0 +1,42 @@
+"""What the core hands to components and lifecycle hooks: the only way a plugin reaches it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .bus import Bus
+from .models import Incident
+
+
+class CoreAPI(Protocol):
+    """The running core, as plugins see it (``campusguard_startup(core)`` receives one)."""
+
+    @property
+    def bus(self) -> Bus: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    async def raise_incident(self, incident: Incident) -> Incident:
+        """Store ``incident`` and queue its deliveries in one transaction, then publish it.
+
+        Returns once it is durable: an incident that was accepted survives ``kill -9``.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class ComponentContext:
+    """Per-component handles: its own logger and data folder, and the core."""
+
+    name: str
+    logger: logging.Logger
+    core: CoreAPI
+    data_dir: Path
+
+    @property
+    def bus(self) -> Bus:
+        return self.core.bus

@@ -1,0 +1,32 @@
+"""Typed, JSON-serialisable models: what flows between plugins and the core."""
+
+from .base import Message, StageStamp, new_id, utc_now
+from .doors import DoorAction, DoorCommand, DoorEvent, DoorEventKind
+from .incidents import Incident, IncidentKind, IncidentStatus, Location, Severity, Stage
+from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track
+from .visitors import Visitor
+
+__all__ = [
+    "Box",
+    "Detection",
+    "DoorAction",
+    "DoorCommand",
+    "DoorEvent",
+    "DoorEventKind",
+    "Evidence",
+    "Frame",
+    "Incident",
+    "IncidentKind",
+    "IncidentStatus",
+    "Keypoint",
+    "Location",
+    "Message",
+    "Observation",
+    "Severity",
+    "Stage",
+    "StageStamp",
+    "Track",
+    "Visitor",
+    "new_id",
+    "utc_now",
+]

@@ -1,0 +1,103 @@
+"""The typed incident: what campusguard raises, stores, delivers and lets people handle."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import Message, StageStamp
+from .vision import Evidence
+
+
+class IncidentKind(StrEnum):
+    """What happened. Plugins may raise other kinds as plain strings; these are the known ones."""
+
+    WEAPON = "weapon"
+    FIGHT = "fight"
+    MEDICAL_FALL = "medical_fall"
+    INTRUSION = "intrusion"
+    LOITERING = "loitering"
+    CROWD = "crowd"
+    TAILGATING = "tailgating"
+    DOOR_FORCED = "door_forced"
+    DOOR_HELD = "door_held"
+    PANIC = "panic"
+    CAMERA_OFFLINE = "camera_offline"
+    CAMERA_ONLINE = "camera_online"
+    CAMERA_TAMPER = "camera_tamper"
+    VISITOR_WATCHLIST = "visitor_watchlist"
+    DEVICE_OFFLINE = "device_offline"
+
+
+class Severity(StrEnum):
+    """Ordered from least to most urgent; maps onto CAP's severity later."""
+
+    INFO = "info"
+    MINOR = "minor"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+    EXTREME = "extreme"
+
+
+class IncidentStatus(StrEnum):
+    NEW = "new"
+    VERIFYING = "verifying"
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Location(BaseModel):
+    """Where on campus: a human label, and coordinates when the site has them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site: str | None = None
+    building: str | None = None
+    floor: str | None = None
+    room: str | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
+class Stage(StrEnum):
+    """Per-stage timestamps of an incident. Delivery stages are keyed per target (``delivered:sms``)."""
+
+    CAPTURED = "captured"
+    DETECTED = "detected"
+    RAISED = "raised"
+    ENQUEUED = "enqueued"
+    DELIVERED = "delivered"
+
+
+class Incident(Message):
+    """A typed safety incident.
+
+    ``exercise`` marks a drill: every message caused by it must say so, end to end.
+    """
+
+    kind: IncidentKind | str
+    severity: Severity = Severity.MODERATE
+    status: IncidentStatus = IncidentStatus.NEW
+    title: str = ""
+    camera_id: str | None = None
+    zone: str | None = None
+    location: Location | None = None
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    evidence: Evidence = Field(default_factory=Evidence)
+    exercise: bool = False
+    source: str | None = Field(default=None, description="the component that raised it")
+    stages: dict[str, StageStamp] = Field(default_factory=dict)
+
+    def stamp(self, stage: Stage | str, target: str | None = None) -> StageStamp:
+        """Record that this incident reached ``stage`` now (per ``target`` for deliveries)."""
+        key = f"{stage}:{target}" if target else str(stage)
+        stamp = StageStamp.now()
+        self.stages = {**self.stages, key: stamp}
+        return stamp
+
+    def delivery_key(self, target: str) -> str:
+        """The idempotency key of this incident's delivery to ``target``: stable across restarts."""
+        return f"{self.id}:{target}"
