@@ -67,7 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     path = _config_path(args.config)
     try:
-        core = Core(load_config(path))
+        core = Core(load_config(path, defer=True))
         specs = core.prepare()
     except ConfigInvalid as exc:
         _print_issues(exc)
@@ -78,7 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = core.host.failures()
     for record in failed:
         print(f"warning: plugin {record.name!r} failed: {record.error}", file=sys.stderr)
-    print(f"{path}: valid ({len(specs)} components)")
+    print(f"{path}: valid ({len(specs)} component{'' if len(specs) == 1 else 's'})")
     return 0
 
 

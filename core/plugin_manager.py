@@ -17,6 +17,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
 import pluggy
+
 from campusguard.sdk import ADAPTER_BASES, ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
 from campusguard.sdk import components as c
 from campusguard.sdk.registry import Registry
@@ -104,6 +105,14 @@ class PluginHost:
     def _load_entry_point(self, ep: EntryPoint) -> None:
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
+        if ep.name in self.records:
+            # Two distributions claim one name: keep the first, report the second under its own key.
+            other = self.records[ep.name].distribution
+            self._fail(
+                PluginRecord(f"{ep.name} ({dist})", ep.value, dist, version, "failed"),
+                f"entry-point name {ep.name!r} is already used by distribution {other!r}",
+            )
+            return
         if ep.name in self.disabled:
             self.pm.set_blocked(ep.name)  # never imported, and never registrable later
             self.records[ep.name] = PluginRecord(ep.name, ep.value, dist, version, "disabled")

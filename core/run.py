@@ -25,7 +25,8 @@ def _configure_logging(level: str) -> None:
     )
 
 
-async def _serve(core: Core) -> int:
+async def serve(core: Core) -> int:
+    """Start ``core``, wait for SIGINT or SIGTERM, stop it within ``shutdown_timeout``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -48,7 +49,7 @@ async def _serve(core: Core) -> int:
 
 def run(path: Path) -> int:
     try:
-        config = load_config(path)
+        config = load_config(path, defer=True)
     except ConfigInvalid as exc:
         print(f"campusguard: configuration is invalid:\n{exc}", file=sys.stderr)
         return 1
@@ -62,7 +63,7 @@ def run(path: Path) -> int:
     except PluginLoadError as exc:
         print(f"campusguard: {exc}", file=sys.stderr)
         return 1
-    code = asyncio.run(_serve(core))
+    code = asyncio.run(serve(core))
     extra = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if extra:
         log.warning("threads still running at exit: %s", ", ".join(extra))

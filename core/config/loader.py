@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from campusguard.sdk import Component, Registry
 from pydantic import BaseModel, ValidationError
+
+from campusguard.sdk import Component, Registry
 
 from .errors import ConfigInvalid, ConfigIssue, issues_from_validation
 from .locate import TomlLocator
@@ -39,6 +41,9 @@ class LoadedConfig:
     raw: dict[str, Any]
     locator: TomlLocator
     base_dir: Path = field(default_factory=Path.cwd)
+    # Problems in [core] or [delivery], held back so that component tables are checked too and
+    # every issue is reported at once. validate_components raises them.
+    deferred: list[ConfigIssue] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -46,12 +51,20 @@ class LoadedConfig:
         return data_dir if data_dir.is_absolute() else self.base_dir / data_dir
 
 
+_AT_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
 def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
-    lineno = getattr(exc, "lineno", None)
-    return lineno if isinstance(lineno, int) else None
+    lineno = getattr(exc, "lineno", None)  # Python 3.14+
+    if isinstance(lineno, int):
+        return lineno
+    match = _AT_LINE.search(str(exc))
+    return int(match.group(1)) if match else None
 
 
-def parse_config_text(text: str, *, display: str, base_dir: Path, path: Path | None = None) -> LoadedConfig:
+def parse_config_text(
+    text: str, *, display: str, base_dir: Path, path: Path | None = None, defer: bool = False
+) -> LoadedConfig:
     """Parse and check TOML text (the first pass: everything but component options)."""
     try:
         raw = tomllib.loads(text)
@@ -70,15 +83,21 @@ def parse_config_text(text: str, *, display: str, base_dir: Path, path: Path | N
             issues += issues_from_validation(
                 exc, file=display, locator=locator, prefix=("core",), model=CoreSettings, section="core"
             )
+    fatal: list[ConfigIssue] = []
     try:
         settings = Settings.model_validate({**raw, "core": core or CoreSettings()})
     except ValidationError as exc:
         for issue in issues_from_validation(exc, file=display, locator=locator, prefix=(), model=Settings):
-            issues.append(_top_level_issue(issue))
-        settings = Settings()
-    if issues:
+            issue = _top_level_issue(issue)
+            # [plugins] decides what may be imported, and a broken table shape stops everything.
+            deferrable = issue.message.startswith("delivery.")
+            (issues if deferrable else fatal).append(issue)
+        if fatal or not defer:
+            raise ConfigInvalid(issues + fatal) from None
+        settings = Settings.model_validate({**raw, "core": core or CoreSettings(), "delivery": {}})
+    if issues and not defer:
         raise ConfigInvalid(issues)
-    return LoadedConfig(path, display, settings, raw, locator, base_dir)
+    return LoadedConfig(path, display, settings, raw, locator, base_dir, deferred=issues)
 
 
 def _top_level_issue(issue: ConfigIssue) -> ConfigIssue:
@@ -89,7 +108,7 @@ def _top_level_issue(issue: ConfigIssue) -> ConfigIssue:
     return issue
 
 
-def load_config(path: Path) -> LoadedConfig:
+def load_config(path: Path, *, defer: bool = False) -> LoadedConfig:
     """Read and check ``path``. Raises :class:`ConfigInvalid` with every issue found."""
     display = str(path)
     try:
@@ -104,13 +123,13 @@ def load_config(path: Path) -> LoadedConfig:
         raise ConfigInvalid([ConfigIssue(display, None, None, f"not UTF-8 text: {exc.reason}")]) from None
     except OSError as exc:
         raise ConfigInvalid([ConfigIssue(display, None, None, f"cannot read file: {exc.strerror}")]) from None
-    return parse_config_text(text, display=display, base_dir=path.resolve().parent, path=path)
+    return parse_config_text(text, display=display, base_dir=path.resolve().parent, path=path, defer=defer)
 
 
 def validate_components(loaded: LoadedConfig, registries: Mapping[str, Registry[Any]]) -> list[ComponentSpec]:
     """The second pass: check each component table against the class registered for its ``type``."""
     specs: list[ComponentSpec] = []
-    issues: list[ConfigIssue] = []
+    issues: list[ConfigIssue] = list(loaded.deferred)
     for table, registry_name in COMPONENT_TABLES.items():
         registry = registries[registry_name]
         entries: dict[str, dict[str, Any]] = getattr(loaded.settings, table)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
 from campusguard.sdk import Incident
 from campusguard.sdk.models import utc_now
 
@@ -67,8 +68,14 @@ class SQLiteStore:
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._db.close()
-            self._db = None
+            db, self._db = self._db, None
+            await db.close()
+            # aiosqlite's worker thread ends just after close(); wait for it so no thread outlives us.
+            thread = getattr(db, "_thread", None)
+            for _ in range(400):  # up to 2 s, without starting an executor thread to join it
+                if thread is None or not thread.is_alive():
+                    break
+                await asyncio.sleep(0.005)
 
     # -- incidents and outbox --------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from campusguard.sdk import Incident, Notifier
 from pydantic import BaseModel, ConfigDict
+
+from campusguard.sdk import Incident, Notifier
 
 
 class LogNotifier(Notifier):

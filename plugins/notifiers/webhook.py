@@ -7,8 +7,9 @@ import hmac
 import time
 from typing import Any
 
-from campusguard.sdk import AuthFailed, Incident, Notifier, NotReady
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
+
+from campusguard.sdk import AuthFailed, Incident, Notifier, NotReady
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
