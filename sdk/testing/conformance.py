@@ -131,13 +131,17 @@ class ErrorMapping:
         finally:
             await component.stop()
 
+    def _limit(self) -> float:
+        # start + work + stop, each within the suite's deadline
+        return 3 * float(getattr(self, "deadline", 10.0))
+
     async def test_unreachable_peer_raises_not_ready(self, tmp_path: Path) -> None:
         with pytest.raises(NotReady):
-            await asyncio.wait_for(self._start_and_work(tmp_path, self.unreachable_config()), 30)
+            await asyncio.wait_for(self._start_and_work(tmp_path, self.unreachable_config()), self._limit())
 
     async def test_bad_credentials_raise_auth_failed(self, tmp_path: Path) -> None:
         with pytest.raises(AuthFailed):
-            await asyncio.wait_for(self._start_and_work(tmp_path, self.bad_credentials_config()), 30)
+            await asyncio.wait_for(self._start_and_work(tmp_path, self.bad_credentials_config()), self._limit())
 
 
 class NotifierConformance(ComponentConformance):
