@@ -161,7 +161,7 @@ def test_suite_fails_a_defective_notifier(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function", "-q")
     outcomes = result.parseoutcomes()
-    failed = {line.rsplit("::", 1)[-1] for line in result.stdout.lines if line.startswith("FAILED")}
+    failed = {line.split(" - ")[0].rsplit("::", 1)[-1] for line in result.stdout.lines if line.startswith("FAILED")}
     assert failed == {
         "test_unknown_config_key_is_rejected",
         "test_start_and_stop_are_idempotent_within_the_deadline",
