@@ -224,7 +224,7 @@ class PluginHost:
         """
         hook = getattr(self.pm.hook, hook_name)
         errors = []
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order (pluggy itself would call LIFO)
             args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
             try:
                 result = impl.function(**args)
