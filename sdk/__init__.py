@@ -15,6 +15,7 @@ from .bus import (
     Subscription,
     Topic,
 )
+from .camera import CameraSourceConfig, CameraStats, MotionSettings, TamperSettings
 from .components import (
     ADAPTER_BASES,
     AccessControl,
@@ -73,6 +74,8 @@ __all__ = [
     "Box",
     "Bus",
     "CameraSource",
+    "CameraSourceConfig",
+    "CameraStats",
     "CampusguardError",
     "Component",
     "ComponentContext",
@@ -94,6 +97,7 @@ __all__ = [
     "Keypoint",
     "Location",
     "Message",
+    "MotionSettings",
     "NoConfig",
     "NotReady",
     "Notifier",
@@ -105,6 +109,7 @@ __all__ = [
     "Stage",
     "StageStamp",
     "Subscription",
+    "TamperSettings",
     "Topic",
     "Track",
     "Tracker",

@@ -71,6 +71,8 @@ class Frame(Message):
     width: int = Field(ge=0)
     height: int = Field(ge=0)
     image: Any = Field(default=None, exclude=True, repr=False)
+    motion: bool = Field(default=True, description="the motion gate saw movement (always true when it is off)")
+    regions: tuple[Box, ...] = Field(default=(), description="where it moved, in this frame's pixels; () is all")
 
 
 class Detection(BaseModel):
