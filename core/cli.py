@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -88,6 +89,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(_config_path(args.config))
 
 
+def cmd_probe_stream(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .probe import probe
+
+    logging.basicConfig(level=logging.ERROR)  # the report says it all; keep retry warnings out of it
+    password = os.environ.get(args.password_env) if args.password_env else None
+    report = asyncio.run(
+        probe(args.url, seconds=args.seconds, transport=args.transport, username=args.username, password=password)
+    )
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="campusguard", description="School-safety integration framework.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a config file; exit 1 with precise errors")
     p.add_argument("config", nargs="?", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("probe-stream", help="connect to a camera as the pipeline would and report what arrives")
+    p.add_argument("url", help="rtsp://..., http(s)://... (JPEG snapshots) or a video file")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long to read (default 10)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--transport", choices=["tcp", "udp"], default="tcp", help="RTSP transport (default tcp)")
+    p.add_argument("--username", help="camera user name")
+    p.add_argument("--password-env", metavar="VAR", help="environment variable holding the camera password")
+    p.set_defaults(func=cmd_probe_stream)
 
     p = sub.add_parser("run", help="run the core until SIGINT or SIGTERM")
     p.add_argument("config", nargs="?", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")

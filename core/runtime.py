@@ -7,12 +7,14 @@ never leaves anything half-started.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 from campusguard.sdk import (
     INCIDENTS,
+    CameraSource,
     ComponentContext,
     EventHandler,
     Incident,
@@ -49,6 +51,7 @@ class Core:
             on_stopping=self._component_stopping,
         )
         self.workers: dict[str, DeliveryWorker] = {}
+        self.cameras: dict[str, Any] = {}  # name -> CameraRunner (imported lazily: it needs OpenCV)
         self._subscriptions: dict[str, list[Any]] = {}
         self.specs: list[ComponentSpec] = []
         self._started = False
@@ -114,6 +117,7 @@ class Core:
                 logger=logging.getLogger(f"campusguard.{spec.table}.{spec.name}"),
                 core=self,
                 data_dir=self.data_dir / spec.table / spec.name,
+                config_dir=self.config.base_dir,
             )
             self.supervisor.add(spec, spec.cls(spec.name, spec.config, context))
         await self.supervisor.start_all()
@@ -147,21 +151,17 @@ class Core:
 
     async def _component_started(self, s: Supervised) -> None:
         instance = s.instance
+        fail = functools.partial(self.supervisor.fail, s.key)  # a running component reports a fatal error
         if isinstance(instance, Notifier):
-            key = s.key
-
-            async def on_fatal(error: str) -> None:
-                await self.supervisor.fail(key, error)
-
-            worker = DeliveryWorker(
-                s.spec.name,
-                instance,
-                self.store,
-                self.config.settings.delivery,
-                on_fatal=on_fatal,
-            )
+            worker = DeliveryWorker(s.spec.name, instance, self.store, self.config.settings.delivery, on_fatal=fail)
             self.workers[s.spec.name] = worker
             worker.start()
+        elif isinstance(instance, CameraSource):
+            from .pipeline.camera_runner import CameraRunner
+
+            runner = CameraRunner(instance, self, on_fatal=fail)
+            self.cameras[s.spec.name] = runner
+            runner.start()
         elif isinstance(instance, EventHandler):
             self._subscriptions[s.key] = [
                 self.bus.subscribe(topic, instance.handle, name=s.key) for topic in type(instance).topics
@@ -171,5 +171,8 @@ class Core:
         worker = self.workers.pop(s.spec.name, None) if s.spec.table == "notifiers" else None
         if worker is not None:
             await worker.stop()
+        runner = self.cameras.pop(s.spec.name, None) if s.spec.table == "cameras" else None
+        if runner is not None:
+            await runner.stop()
         for subscription in self._subscriptions.pop(s.key, []):
             await subscription.close()

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from .bus import Topic
+from .camera import CameraStats
 from .context import ComponentContext
 from .models import Detection, DoorCommand, Frame, Incident, Message, Observation, Track, Visitor
 
@@ -54,9 +55,19 @@ class Component:
 
 
 class CameraSource(Component):
-    """Produces frames from one camera (RTSP, file, snapshot). Decoding never runs on the loop."""
+    """Produces frames from one camera (RTSP, file, snapshot). Decoding never runs on the loop.
+
+    ``Config`` should subclass :class:`~campusguard.sdk.CameraSourceConfig` so the camera takes the
+    pipeline's options (frame-rate cap, stall timeout, motion, tamper). ``stats`` is kept current
+    by the source. ``frames()`` keeps reconnecting by itself; it raises ``AuthFailed`` when
+    credentials are rejected and simply ends when a finite source (a file) is done.
+    """
 
     category = "camera_source"
+
+    def __init__(self, name: str, config: BaseModel, context: ComponentContext) -> None:
+        super().__init__(name, config, context)
+        self.stats = CameraStats()
 
     def frames(self) -> AsyncIterator[Frame]:
         """Yield decoded frames, latest first when the consumer is slow."""

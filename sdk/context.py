@@ -36,6 +36,13 @@ class ComponentContext:
     logger: logging.Logger
     core: CoreAPI
     data_dir: Path
+    config_dir: Path | None = None  # the config file's folder: relative paths in options start here
+
+    def resolve(self, path: Path) -> Path:
+        """``path`` as written in the config, made absolute against the config file's folder."""
+        if path.is_absolute():
+            return path
+        return (self.config_dir or Path.cwd()) / path
 
     @property
     def bus(self) -> Bus:

@@ -1,0 +1,147 @@
+"""One runner per started camera: takes its frames, gates them on motion, watches its health.
+
+- A stall (no frame for ``stall_timeout``) raises one ``camera_offline`` incident; the first frame
+  after it raises one ``camera_online``.
+- Motion and tamper checks run in the camera's own worker thread, never on the event loop.
+- Frames go out on the ``frames`` topic (drop-oldest: detection always sees the latest).
+- ``AuthFailed`` from the source stops that camera (``failed``); other cameras never notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from campusguard.sdk import (
+    FRAMES,
+    AuthFailed,
+    Box,
+    CameraSource,
+    CameraSourceConfig,
+    CoreAPI,
+    Frame,
+    Incident,
+    IncidentKind,
+    Severity,
+)
+
+from .motion import MotionGate
+from .tamper import TamperChange, TamperMonitor
+
+log = logging.getLogger("campusguard.cameras")
+
+OnFatal = Callable[[str], Awaitable[None]]
+
+
+class CameraRunner:
+    def __init__(self, source: CameraSource, core: CoreAPI, on_fatal: OnFatal) -> None:
+        self.source = source
+        self.name = source.name
+        self.core = core
+        self._on_fatal = on_fatal
+        config = source.config
+        self.settings = config if isinstance(config, CameraSourceConfig) else CameraSourceConfig()
+        self.motion = MotionGate(self.settings.motion)
+        self.tamper = TamperMonitor(self.settings.tamper) if self.settings.tamper.enabled else None
+        # One thread per camera: its image checks never wait behind another camera's.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camera:{self.name}")
+        self._tasks: list[asyncio.Task[None]] = []
+        self.last_frame_at = time.monotonic()
+        self.offline = False
+        self.frames_seen = 0
+        self.incidents: list[Incident] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._consume(), name=f"camera:{self.name}"),
+            asyncio.create_task(self._watch(), name=f"camera-watchdog:{self.name}"),
+        ]
+
+    async def stop(self) -> None:
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        for task in self._tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._tasks = []
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # -- frames ----------------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for frame in self.source.frames():
+                self.last_frame_at = time.monotonic()
+                self.frames_seen += 1
+                if self.offline:
+                    self.offline = False
+                    await self._raise(IncidentKind.CAMERA_ONLINE, Severity.INFO, f"Camera {self.name!r} is back online")
+                await loop.run_in_executor(self._worker, self._inspect, frame)
+                self.core.bus.publish(FRAMES, frame)
+        except AuthFailed as exc:
+            await self._on_fatal(str(exc))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("camera %r stopped delivering frames: %s", self.name, exc)
+            await self._on_fatal(f"{type(exc).__name__}: {exc}")
+            return
+        log.info("camera %r: stream ended", self.name)
+
+    def _inspect(self, frame: Frame) -> None:
+        """Runs in the camera's worker thread: motion regions, then tamper checks."""
+        image = frame.image
+        if image is None:
+            return
+        result = self.motion.update(image)
+        frame.motion = result.motion
+        frame.regions = tuple(Box(x1=r[0], y1=r[1], x2=r[2], y2=r[3]) for r in result.regions)
+        if self.tamper is not None:
+            change = self.tamper.update(image, time.monotonic())
+            if change is not None:
+                self._tamper_changed(change)
+
+    def _tamper_changed(self, change: TamperChange) -> None:
+        loop = self._loop
+        if change.active:
+            title = f"Camera {self.name!r} {change.condition}: {change.detail}"
+            asyncio.run_coroutine_threadsafe(self._raise(IncidentKind.CAMERA_TAMPER, Severity.MODERATE, title), loop)
+        else:
+            log.warning("camera %r: %s condition cleared (%s)", self.name, change.condition, change.detail)
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self._tasks[0].get_loop()
+
+    # -- health ----------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        timeout = self.settings.stall_timeout
+        while True:
+            await asyncio.sleep(min(0.25, timeout / 4))
+            silent = time.monotonic() - self.last_frame_at
+            if silent >= timeout and not self.offline:
+                self.offline = True
+                reason = self.source.stats.last_error or "no frames"
+                await self._raise(
+                    IncidentKind.CAMERA_OFFLINE,
+                    Severity.MODERATE,
+                    f"Camera {self.name!r} offline: no frame for {silent:.0f} s ({reason})",
+                )
+
+    async def _raise(self, kind: IncidentKind, severity: Severity, title: str) -> None:
+        incident = Incident(
+            kind=kind, severity=severity, title=title, camera_id=self.name, source=f"camera:{self.name}"
+        )  # fmt: skip
+        self.incidents.append(incident)
+        log.warning("%s", title)
+        await self.core.raise_incident(incident)

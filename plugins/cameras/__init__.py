@@ -1,0 +1,1 @@
+"""Built-in camera sources: RTSP and files through PyAV, and HTTP snapshot polling."""
