@@ -34,6 +34,8 @@ from .tamper import TamperChange, TamperMonitor
 
 log = logging.getLogger("campusguard.cameras")
 
+STATUS_INTERVAL = 60.0  # seconds between the status lines each camera logs
+
 OnFatal = Callable[[str], Awaitable[None]]
 
 
@@ -53,6 +55,7 @@ class CameraRunner:
         self.last_frame_at = time.monotonic()
         self.offline = False
         self.frames_seen = 0
+        self.frames_moving = 0
         self.incidents: list[Incident] = []
 
     def start(self) -> None:
@@ -104,6 +107,7 @@ class CameraRunner:
             return
         result = self.motion.update(image)
         frame.motion = result.motion
+        self.frames_moving += result.motion
         frame.regions = tuple(Box(x1=r[0], y1=r[1], x2=r[2], y2=r[3]) for r in result.regions)
         if self.tamper is not None:
             change = self.tamper.update(image, time.monotonic())
@@ -126,8 +130,11 @@ class CameraRunner:
 
     async def _watch(self) -> None:
         timeout = self.settings.stall_timeout
+        reported = (time.monotonic(), 0, 0)  # (when, frames seen, frames with motion)
         while True:
             await asyncio.sleep(min(0.25, timeout / 4))
+            if time.monotonic() - reported[0] >= STATUS_INTERVAL:
+                reported = self._log_status(*reported)
             silent = time.monotonic() - self.last_frame_at
             if silent >= timeout and not self.offline:
                 self.offline = True
@@ -137,6 +144,16 @@ class CameraRunner:
                     Severity.MODERATE,
                     f"Camera {self.name!r} offline: no frame for {silent:.0f} s ({reason})",
                 )
+
+    def _log_status(self, since: float, seen: int, moving: int) -> tuple[float, int, int]:
+        now, stats = time.monotonic(), self.source.stats
+        frames = self.frames_seen - seen
+        log.info(
+            "camera %r: %.1f fps delivered, motion in %d%% of frames, %d decoded, %d dropped, %d reconnects%s",
+            self.name, frames / (now - since), 100 * (self.frames_moving - moving) / max(frames, 1),
+            stats.decoded, stats.dropped, stats.reconnects, " (offline)" if self.offline else "",
+        )  # fmt: skip
+        return now, self.frames_seen, self.frames_moving
 
     async def _raise(self, kind: IncidentKind, severity: Severity, title: str) -> None:
         incident = Incident(

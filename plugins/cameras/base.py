@@ -19,6 +19,7 @@ class DecodingCamera(CameraSource):
     #: seconds ``start()`` waits for the first connection before going on (the camera then counts
     #: as offline until frames arrive, which raises ``camera_offline`` after its stall timeout)
     first_connect_wait: float = 5.0
+    _decoder: DecoderThread | None = None
 
     def open_container(self) -> Any:
         raise NotImplementedError
@@ -32,12 +33,12 @@ class DecodingCamera(CameraSource):
 
     async def start(self) -> None:
         self._mailbox: LatestMailbox[Frame] = LatestMailbox(asyncio.get_running_loop(), block=self.block_when_full())
-        self._decoder = DecoderThread(self.open_container, self.decode_options(), self.stats, self._mailbox)
-        self._decoder.start()
+        decoder = self._decoder = DecoderThread(self.open_container, self.decode_options(), self.stats, self._mailbox)
+        decoder.start()
         deadline = time.monotonic() + self.first_connect_wait
-        while not self._decoder.first_outcome.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread event
+        while not decoder.first_outcome.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread event
             await asyncio.sleep(0.02)
-        error = self._decoder.first_error
+        error = decoder.first_error
         if isinstance(error, AuthFailed):
             await self.stop()
             raise AuthFailed(f"camera {self.name!r}: {error}")
@@ -63,7 +64,7 @@ class DecodingCamera(CameraSource):
         if decoder.alive:
             self.log.error("decoder of camera %r did not stop within 5 s", self.name)
 
-    async def frames(self) -> AsyncIterator[Frame]:  # type: ignore[override]
+    async def frames(self) -> AsyncIterator[Frame]:
         while True:
             try:
                 frame = await self._mailbox.get()

@@ -40,6 +40,8 @@ class SnapshotCamera(CameraSource):
         interval: float = Field(default=1.0, gt=0, description="seconds between snapshots")
         timeout: float = Field(default=5.0, gt=0, description="seconds per request")
 
+    _client: Any = None  # httpx.AsyncClient, imported in start() to keep listing plugins fast
+
     async def start(self) -> None:
         import httpx
 
@@ -86,7 +88,7 @@ class SnapshotCamera(CameraSource):
         )  # fmt: skip
         return frame
 
-    async def frames(self) -> AsyncIterator[Frame]:  # type: ignore[override]
+    async def frames(self) -> AsyncIterator[Frame]:
         assert isinstance(self.config, SnapshotCamera.Config)
         config = self.config
         attempt = 0
