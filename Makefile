@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bus_throughput.py
 	$(BIN)/python bench/plugins_cold_start.py
+	$(BIN)/python bench/motion_gate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info var

@@ -26,7 +26,9 @@ class MotionSettings(BaseModel):
         default="gate", description="gate: detect only on motion; always: every frame, whole frame"
     )
     width: int = Field(default=320, ge=32, le=1920, description="width of the downscale motion runs on")
-    threshold: int = Field(default=25, ge=1, le=255, description="grey-level change that counts as motion")
+    threshold: int = Field(
+        default=25, ge=1, le=255, description="grey-level change that counts as motion, after contrast stretch to 0-255"
+    )
     min_area: float = Field(default=0.0005, ge=0, le=1, description="smallest region, as a fraction of the frame")
     alpha: float = Field(default=0.05, gt=0, le=1, description="how fast the background average adapts")
     calibration_frames: int = Field(default=10, ge=0, description="frames used to learn the background first")
@@ -41,12 +43,18 @@ class TamperSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    reference_seconds: float = Field(default=10.0, ge=0, description="time to learn what the view normally is")
+    reference_seconds: float = Field(
+        default=10.0, ge=0, description="time to learn what the view normally is (it then follows slow change)"
+    )
     hold_seconds: float = Field(default=5.0, ge=0, description="how long a condition must last to count")
-    covered_brightness: float = Field(default=25.0, ge=0, le=255, description="mean grey level below: covered")
-    covered_contrast: float = Field(default=10.0, ge=0, le=255, description="grey-level spread below: covered")
+    covered_brightness: float = Field(
+        default=25.0, ge=0, le=255, description="grey level below which a pixel is dark; 85% of the view dark: covered"
+    )
+    covered_contrast: float = Field(
+        default=10.0, ge=0, le=255, description="grey levels around the median that are flat; 85% flat: covered"
+    )
     defocus_ratio: float = Field(default=0.35, gt=0, lt=1, description="sharpness vs reference below: defocused")
-    moved_similarity: float = Field(default=0.5, gt=0, lt=1, description="similarity to reference below: moved")
+    moved_similarity: float = Field(default=0.5, gt=0, lt=1, description="edge similarity to reference below: moved")
 
 
 class CameraSourceConfig(BaseModel):

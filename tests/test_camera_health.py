@@ -109,7 +109,8 @@ async def test_benign_footage_raises_nothing_and_gates_on_motion(campusguard_cor
     incidents, frames = await play(campusguard_core, write_clip(tmp_path / "clip.mp4", still + real[:100]), 14.5)
     assert incidents == []
     assert len(frames) >= 135
-    empty, walking = frames[12:40], frames[45:140]  # after the gate's 10-frame calibration
+    calibrating, empty, walking = frames[:10], frames[12:40], frames[45:140]
+    assert all(f.motion and not f.regions for f in calibrating)  # whole frame to detection while it learns
     assert not any(f.motion for f in empty)
     assert sum(f.motion for f in walking) >= 0.9 * len(walking)
     assert all(f.regions for f in walking if f.motion)

@@ -106,7 +106,8 @@ class CameraRunner:
         if image is None:
             return
         result = self.motion.update(image)
-        frame.motion = result.motion
+        # While the gate (re)learns its background it cannot tell: let detection see the whole frame.
+        frame.motion = result.motion or result.calibrating
         self.frames_moving += result.motion
         frame.regions = tuple(Box(x1=r[0], y1=r[1], x2=r[2], y2=r[3]) for r in result.regions)
         if self.tamper is not None:

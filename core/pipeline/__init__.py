@@ -1,0 +1,1 @@
+"""The video pipeline: camera runners, motion gate, camera health."""
