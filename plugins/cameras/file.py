@@ -8,9 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from campusguard.sdk import CameraSourceConfig, ConfigError
-
-from .base import DecodingCamera
-from .decoder import DecodeOptions
+from campusguard.sdk.video import DecodeOptions, DecodingCamera
 
 
 class FileCamera(DecodingCamera):

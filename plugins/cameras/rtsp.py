@@ -7,10 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from campusguard.sdk import CameraSourceConfig
-
-from .base import DecodingCamera
-from .decoder import DecodeOptions
-from .errors import with_credentials
+from campusguard.sdk.video import DecodeOptions, DecodingCamera, with_credentials
 
 
 class RtspCamera(DecodingCamera):

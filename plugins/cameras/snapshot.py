@@ -11,9 +11,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr
 
 from campusguard.sdk import AuthFailed, CameraSource, CameraSourceConfig, ConfigError, Frame, StageStamp
-
-from .decoder import scaled_size
-from .errors import describe
+from campusguard.sdk.video import describe, scaled_size
 
 
 def _decode_jpeg(body: bytes, width: int) -> Any:

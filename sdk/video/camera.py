@@ -1,4 +1,4 @@
-"""What the PyAV-based sources share: a decoder thread, a latest-frame mailbox, a bounded start."""
+"""The base of PyAV-based camera sources: a decoder thread, a latest-frame mailbox, a bounded start."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from campusguard.sdk import AuthFailed, CameraSource, CameraSourceConfig, ConfigError, Frame, NotReady
-
+from ..camera import CameraSourceConfig
+from ..components import CameraSource
+from ..errors import AuthFailed, ConfigError, NotReady
+from ..models import Frame
 from .decoder import DecodeOptions, DecoderThread, NotAStream
 from .mailbox import LatestMailbox, MailboxClosed
 

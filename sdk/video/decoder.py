@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from campusguard.sdk import AuthFailed, CameraSourceConfig, CameraStats, Frame, StageStamp
-
-from .errors import describe
+from ..camera import CameraSourceConfig, CameraStats
+from ..errors import AuthFailed
+from ..models import Frame, StageStamp
 from .mailbox import LatestMailbox
+from .redact import describe
 
 Opener = Callable[[], Any]  # returns an opened av InputContainer
 
