@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """A real RTSP server (GStreamer's gst-rtsp-server), run under the SYSTEM Python as a test peer.
 
-    /usr/bin/python3 rtsp_server.py --port 8554 [--file PATH] [--user U --password P]
+    /usr/bin/python3 rtsp_server.py --port 8554 [--file PATH [--file-mounts N]] [--user U --password P]
 
 Mounts ``/live`` (a live 640x360 15 fps H.264 test pattern with a moving ball) and, given
-``--file``, ``/file`` (an MP4's H.264 stream, from its start for each client). Prints
+``--file``, ``/file`` (an MP4's H.264 stream, from its start for each client). ``--file-mounts N``
+also serves the file as ``/file0`` ... ``/fileN-1`` for load tests: no encoder runs, so the server
+costs next to no CPU, and each client gets its own pipeline from the file's start. Prints
 ``READY <port>`` once it listens. Needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi and the
 GStreamer base/good/ugly plugins (x264enc).
 """
@@ -37,6 +39,7 @@ def main():
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--mounts", type=int, default=1, help="also serve /live1 ... /liveN-1 (load tests)")
+    parser.add_argument("--file-mounts", type=int, default=0, help="also serve --file as /file0 ... /fileN-1")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -45,10 +48,10 @@ def main():
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
 
-    def mount(path, launch):
+    def mount(path, launch, shared=True):
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch)
-        factory.set_shared(True)
+        factory.set_shared(shared)
         if args.user:
             permissions = GstRtspServer.RTSPPermissions()
             permissions.add_permission_for_role("campusguard", "media.factory.access", True)
@@ -63,6 +66,10 @@ def main():
     if args.file:
         file_factory_launch = FILE.format(path=args.file)
         mount("/file", file_factory_launch)
+        for index in range(args.file_mounts):
+            # Not shared: when a client joins a shared file media, the timestamps of those already
+            # watching jump back (by 2 s in a test), which stalls their frame-rate cap for as long.
+            mount(f"/file{index}", file_factory_launch, shared=False)
 
     if args.user:
         auth = GstRtspServer.RTSPAuth()
