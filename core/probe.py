@@ -64,6 +64,9 @@ class _ProbeCore:
         self.bus = InProcessBus()
         self.data_dir = data_dir
 
+    def camera(self, camera_id: str) -> None:
+        return None
+
     async def raise_incident(self, incident: Incident) -> Incident:
         return incident
 

@@ -15,6 +15,7 @@ from typing import Any
 from campusguard.sdk import (
     INCIDENTS,
     CameraSource,
+    CameraSourceConfig,
     ComponentContext,
     EventHandler,
     Incident,
@@ -67,6 +68,12 @@ class Core:
     @property
     def data_dir(self) -> Path:
         return self.config.data_dir
+
+    def camera(self, camera_id: str) -> CameraSourceConfig | None:
+        for spec in self.specs:
+            if spec.table == "cameras" and spec.name == camera_id and isinstance(spec.config, CameraSourceConfig):
+                return spec.config
+        return None
 
     async def raise_incident(self, incident: Incident) -> Incident:
         incident.stamp(Stage.RAISED)

@@ -5,6 +5,7 @@ interface. The test kit lives in :mod:`campusguard.sdk.testing`.
 """
 
 from .bus import (
+    CAMERA_EVENTS,
     DOOR_COMMANDS,
     DOOR_EVENTS,
     FRAMES,
@@ -32,9 +33,12 @@ from .components import (
 )
 from .context import ComponentContext, CoreAPI
 from .errors import AuthFailed, CampusguardError, ConfigError, NotReady
+from .geometry import Line, Zone
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .models import (
     Box,
+    CameraEvent,
+    CameraEventKind,
     Detection,
     DoorAction,
     DoorCommand,
@@ -56,11 +60,13 @@ from .models import (
     Visitor,
 )
 from .registry import Registration, Registry
+from .schedule import Schedule
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ADAPTER_BASES",
+    "CAMERA_EVENTS",
     "DOOR_COMMANDS",
     "DOOR_EVENTS",
     "ENTRY_POINT_GROUP",
@@ -73,6 +79,8 @@ __all__ = [
     "AuthFailed",
     "Box",
     "Bus",
+    "CameraEvent",
+    "CameraEventKind",
     "CameraSource",
     "CameraSourceConfig",
     "CameraStats",
@@ -95,6 +103,7 @@ __all__ = [
     "IncidentKind",
     "IncidentStatus",
     "Keypoint",
+    "Line",
     "Location",
     "Message",
     "MotionSettings",
@@ -105,6 +114,7 @@ __all__ = [
     "Overflow",
     "Registration",
     "Registry",
+    "Schedule",
     "Severity",
     "Stage",
     "StageStamp",
@@ -115,6 +125,7 @@ __all__ = [
     "Tracker",
     "Visitor",
     "VisitorSystem",
+    "Zone",
     "hookimpl",
     "hookspec",
 ]

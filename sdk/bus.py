@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from .models import DoorCommand, DoorEvent, Frame, Incident, Message, Observation
+from .models import CameraEvent, DoorCommand, DoorEvent, Frame, Incident, Message, Observation
 
 M = TypeVar("M", bound=Message)
 M_contra = TypeVar("M_contra", bound=Message, contravariant=True)
@@ -87,3 +87,4 @@ OBSERVATIONS: Topic[Observation] = Topic("observations", Observation, Overflow.N
 INCIDENTS: Topic[Incident] = Topic("incidents", Incident, Overflow.NEVER_DROP)
 DOOR_COMMANDS: Topic[DoorCommand] = Topic("door_commands", DoorCommand, Overflow.NEVER_DROP)
 DOOR_EVENTS: Topic[DoorEvent] = Topic("door_events", DoorEvent, Overflow.NEVER_DROP)
+CAMERA_EVENTS: Topic[CameraEvent] = Topic("camera_events", CameraEvent, Overflow.NEVER_DROP)

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .geometry import Line, Zone
+
 
 class MotionSettings(BaseModel):
     """``[cameras.<name>.motion]``: the cheap gate in front of detection.
@@ -69,6 +71,8 @@ class CameraSourceConfig(BaseModel):
     reconnect_max: float = Field(default=3.0, gt=0, description="longest reconnect delay, seconds")
     motion: MotionSettings = Field(default_factory=MotionSettings)
     tamper: TamperSettings = Field(default_factory=TamperSettings)
+    zones: dict[str, Zone] = Field(default_factory=dict, description="named polygons analyzers refer to")
+    lines: dict[str, Line] = Field(default_factory=dict, description="named lines for crossing counts")
 
 
 @dataclass

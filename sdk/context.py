@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .bus import Bus
+from .camera import CameraSourceConfig
 from .models import Incident
 
 
@@ -19,6 +20,10 @@ class CoreAPI(Protocol):
 
     @property
     def data_dir(self) -> Path: ...
+
+    def camera(self, camera_id: str) -> CameraSourceConfig | None:
+        """The configuration of camera ``camera_id`` (its zones and lines included), or None."""
+        ...
 
     async def raise_incident(self, incident: Incident) -> Incident:
         """Store ``incident`` and queue its deliveries in one transaction, then publish it.

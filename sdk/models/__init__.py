@@ -1,6 +1,7 @@
 """Typed, JSON-serialisable models: what flows between plugins and the core."""
 
 from .base import Message, StageStamp, new_id, utc_now
+from .camera_events import CameraEvent, CameraEventKind
 from .doors import DoorAction, DoorCommand, DoorEvent, DoorEventKind
 from .incidents import Incident, IncidentKind, IncidentStatus, Location, Severity, Stage
 from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track
@@ -8,6 +9,8 @@ from .visitors import Visitor
 
 __all__ = [
     "Box",
+    "CameraEvent",
+    "CameraEventKind",
     "Detection",
     "DoorAction",
     "DoorCommand",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from campusguard.sdk.bus import Handler, M, Overflow, Topic
+from campusguard.sdk.camera import CameraSourceConfig
 from campusguard.sdk.context import ComponentContext
 from campusguard.sdk.models import Incident
 
@@ -56,6 +57,11 @@ class StubCore:
     data_dir: Path
     bus: RecordingBus = field(default_factory=RecordingBus)
     incidents: list[Incident] = field(default_factory=list)
+
+    cameras: dict[str, CameraSourceConfig] = field(default_factory=dict)
+
+    def camera(self, camera_id: str) -> CameraSourceConfig | None:
+        return self.cameras.get(camera_id)
 
     async def raise_incident(self, incident: Incident) -> Incident:
         self.incidents.append(incident)
