@@ -57,6 +57,7 @@ from .models import (
     Stage,
     StageStamp,
     Track,
+    TrackPoint,
     Visitor,
 )
 from .registry import Registration, Registry
@@ -122,6 +123,7 @@ __all__ = [
     "TamperSettings",
     "Topic",
     "Track",
+    "TrackPoint",
     "Tracker",
     "Visitor",
     "VisitorSystem",

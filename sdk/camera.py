@@ -71,6 +71,10 @@ class CameraSourceConfig(BaseModel):
     reconnect_max: float = Field(default=3.0, gt=0, description="longest reconnect delay, seconds")
     motion: MotionSettings = Field(default_factory=MotionSettings)
     tamper: TamperSettings = Field(default_factory=TamperSettings)
+    detectors: list[str] = Field(
+        default_factory=list, description="names of [detectors.*] tables that see this camera; empty: all"
+    )
+    tracker: str | None = Field(default=None, description="name of the [trackers.*] table; none: the first one")
     zones: dict[str, Zone] = Field(default_factory=dict, description="named polygons analyzers refer to")
     lines: dict[str, Line] = Field(default_factory=dict, description="named lines for crossing counts")
 

@@ -4,7 +4,7 @@ from .base import Message, StageStamp, new_id, utc_now
 from .camera_events import CameraEvent, CameraEventKind
 from .doors import DoorAction, DoorCommand, DoorEvent, DoorEventKind
 from .incidents import Incident, IncidentKind, IncidentStatus, Location, Severity, Stage
-from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track
+from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track, TrackPoint
 from .visitors import Visitor
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Stage",
     "StageStamp",
     "Track",
+    "TrackPoint",
     "Visitor",
     "new_id",
     "utc_now",

@@ -86,10 +86,21 @@ class Detection(BaseModel):
     keypoints: tuple[Keypoint, ...] | None = None
 
 
+class TrackPoint(BaseModel):
+    """Where a track was at one frame: its box and, for pose models, its keypoints."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: float = Field(description="monotonic capture time of the frame, seconds")
+    box: Box
+    keypoints: tuple[Keypoint, ...] | None = None
+
+
 class Track(BaseModel):
     """An object followed over time on one camera.
 
-    ``flags`` (e.g. ``armed``) persist for the life of the track once set.
+    ``flags`` (e.g. ``armed``) persist for the life of the track once set. ``history`` holds the
+    latest points (newest last, bounded by the tracker, 64 by default) for pose and motion analyzers.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -103,6 +114,7 @@ class Track(BaseModel):
     last_seen: StageStamp
     flags: set[str] = Field(default_factory=set)
     keypoints: tuple[Keypoint, ...] | None = None
+    history: list[TrackPoint] = Field(default_factory=list)
 
 
 class Evidence(BaseModel):
