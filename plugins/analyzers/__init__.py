@@ -1,0 +1,1 @@
+"""Built-in analyzers: zones (intrusion, loitering, crowd, line crossing), pose (fall, fight), weapon confirmation."""

@@ -1,0 +1,1 @@
+"""Built-in trackers: ByteTrack, SORT and OC-SORT from the `trackers` package."""
