@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from campusguard.sdk import (
+    FRAMES,
     INCIDENTS,
     CameraSource,
     CameraSourceConfig,
@@ -28,7 +29,7 @@ from .config import ComponentSpec, LoadedConfig, validate_components
 from .delivery import DeliveryWorker
 from .plugin_manager import PluginHost
 from .store import SQLiteStore
-from .supervisor import Supervised, Supervisor
+from .supervisor import ComponentState, Supervised, Supervisor
 
 log = logging.getLogger("campusguard.core")
 
@@ -55,6 +56,8 @@ class Core:
         self.cameras: dict[str, Any] = {}  # name -> CameraRunner (imported lazily: it needs OpenCV)
         self._subscriptions: dict[str, list[Any]] = {}
         self.specs: list[ComponentSpec] = []
+        self.scheduler: Any = None  # DetectionScheduler, when detectors or analyzers are configured
+        self.processor: Any = None
         self._started = False
 
     # -- CoreAPI ---------------------------------------------------------------------------------
@@ -128,6 +131,7 @@ class Core:
             )
             self.supervisor.add(spec, spec.cls(spec.name, spec.config, context))
         await self.supervisor.start_all()
+        self._start_detection()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
         log.info("campusguard started: %d components, site %r", len(self.specs), self.config.settings.core.site)
@@ -138,6 +142,8 @@ class Core:
             return
         self._started = False
         await self.host.call_lifecycle("campusguard_shutdown", self.config.settings.core.hook_timeout, core=self)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.supervisor.stop_all()
         if self._bus is not None:
             await self._bus.close()
@@ -152,6 +158,35 @@ class Core:
         await asyncio.wait_for(self.stop(), self.config.settings.core.shutdown_timeout)
 
     # -- wiring of started components ------------------------------------------------------------
+
+    def loaded(self, table: str) -> dict[str, Any]:
+        """The components of ``table`` that are running now, by name."""
+        return {
+            s.spec.name: s.instance
+            for s in self.supervisor.components.values()
+            if s.spec.table == table and s.state is ComponentState.LOADED
+        }
+
+    def _start_detection(self) -> None:
+        if not any(s.table in ("detectors", "analyzers") for s in self.specs):
+            return
+        from .pipeline.processor import FrameProcessor
+        from .pipeline.scheduler import DetectionScheduler
+
+        settings = self.config.settings.detection
+        self.processor = FrameProcessor(
+            self,
+            lambda: self.loaded("detectors"),
+            lambda: self.loaded("trackers"),
+            lambda: self.loaded("analyzers"),
+            deadline=settings.deadline,
+        )
+        self.scheduler = DetectionScheduler(
+            self.processor.process, batch_size=settings.batch_size, hot_seconds=settings.hot_seconds
+        )
+        self.bus.subscribe(FRAMES, self.scheduler.offer, name="detection", maxsize=64)
+        self.bus.subscribe(INCIDENTS, self.scheduler.on_incident, name="detection-priority")
+        self.scheduler.start()
 
     def notifier_names(self) -> list[str]:
         return [s.name for s in self.specs if s.table == "notifiers"]

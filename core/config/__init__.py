@@ -2,7 +2,7 @@
 
 from .errors import ConfigInvalid, ConfigIssue
 from .loader import ComponentSpec, LoadedConfig, load_config, parse_config_text, validate_components
-from .model import COMPONENT_TABLES, CoreSettings, DeliverySettings, PluginSettings, Settings
+from .model import COMPONENT_TABLES, CoreSettings, DeliverySettings, DetectionSettings, PluginSettings, Settings
 
 __all__ = [
     "COMPONENT_TABLES",
@@ -11,6 +11,7 @@ __all__ = [
     "ConfigIssue",
     "CoreSettings",
     "DeliverySettings",
+    "DetectionSettings",
     "LoadedConfig",
     "PluginSettings",
     "Settings",

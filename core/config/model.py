@@ -71,6 +71,16 @@ class DeliverySettings(BaseModel):
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between outbox scans")
 
 
+class DetectionSettings(BaseModel):
+    """``[detection]``: how cameras share the detectors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(default=4, ge=1, le=64, description="frames (of different cameras) per detector call")
+    deadline: float = Field(default=10.0, gt=0, description="seconds a detector, tracker or analyzer may take")
+    hot_seconds: float = Field(default=60.0, ge=0, description="priority of a camera after an incident on it")
+
+
 class Settings(BaseModel):
     """The whole file after the first pass; component tables are checked once plugins registered."""
 
@@ -79,6 +89,7 @@ class Settings(BaseModel):
     core: CoreSettings = Field(default_factory=CoreSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
     cameras: dict[str, dict[str, Any]] = Field(default_factory=dict)
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     trackers: dict[str, dict[str, Any]] = Field(default_factory=dict)

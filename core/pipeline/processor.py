@@ -1,0 +1,153 @@
+"""Detector → tracker → analyzers for frames: the part of the pipeline shared by live cameras and
+``campusguard replay``.
+
+Each stage is isolated: a detector, tracker or analyzer that raises or overruns its deadline is
+logged against its name and skipped for that frame; the others carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from campusguard.sdk import (
+    OBSERVATIONS,
+    Analyzer,
+    CameraSourceConfig,
+    CoreAPI,
+    Detection,
+    Detector,
+    Frame,
+    Observation,
+    Track,
+    Tracker,
+)
+
+log = logging.getLogger("campusguard.pipeline")
+
+
+@dataclass
+class FrameResult:
+    """What the pipeline made of one frame."""
+
+    frame: Frame
+    detections: list[Detection] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    detected: bool = False  # False: no motion, so detection was skipped and the last tracks reused
+
+
+def applies_to(analyzer: Analyzer, camera_id: str) -> bool:
+    """Analyzers name their camera (``camera = "gate"``) or cameras (``cameras = [...]``); none: all."""
+    config = analyzer.config
+    camera = getattr(config, "camera", None)
+    if isinstance(camera, str):
+        return camera == camera_id
+    cameras = getattr(config, "cameras", None)
+    return not cameras or camera_id in cameras
+
+
+class FrameProcessor:
+    def __init__(
+        self,
+        core: CoreAPI,
+        detectors: Callable[[], dict[str, Detector]],
+        trackers: Callable[[], dict[str, Tracker]],
+        analyzers: Callable[[], dict[str, Analyzer]],
+        *,
+        deadline: float = 10.0,
+    ) -> None:
+        # Callables, not lists: a component that starts late (after NotReady) joins when it is ready.
+        self.core = core
+        self._detectors = detectors
+        self._trackers = trackers
+        self._analyzers = analyzers
+        self.deadline = deadline
+        self._last_tracks: dict[str, list[Track]] = {}
+        self.failures: dict[str, int] = {}
+
+    def _camera(self, camera_id: str) -> CameraSourceConfig:
+        return self.core.camera(camera_id) or CameraSourceConfig()
+
+    def detectors_for(self, camera_id: str) -> list[tuple[str, Detector]]:
+        wanted = self._camera(camera_id).detectors
+        return [(n, d) for n, d in self._detectors().items() if not wanted or n in wanted]
+
+    def tracker_for(self, camera_id: str) -> Tracker | None:
+        trackers = self._trackers()
+        name = self._camera(camera_id).tracker
+        if name is not None:
+            return trackers.get(name)
+        return next(iter(trackers.values()), None)
+
+    def _failed(self, stage: str, name: str, error: BaseException) -> None:
+        self.failures[name] = self.failures.get(name, 0) + 1
+        reason = f"took longer than {self.deadline:g}s" if isinstance(error, TimeoutError) else repr(error)
+        log.error("%s %r failed (%s); skipped for this frame", stage, name, reason)
+
+    async def _detect(self, name: str, detector: Detector, frames: list[Frame]) -> list[list[Detection]]:
+        try:
+            results = await asyncio.wait_for(detector.detect(frames), self.deadline)
+            if len(results) != len(frames):
+                raise ValueError(f"returned {len(results)} lists for {len(frames)} frames")
+            return results
+        except Exception as exc:
+            self._failed("detector", name, exc)
+            return [[] for _ in frames]
+
+    async def process(self, frames: Sequence[Frame]) -> list[FrameResult]:
+        """Run one batch (frames of different cameras, or consecutive frames of one in a replay)."""
+        results = [FrameResult(frame) for frame in frames]
+        moving = [r for r in results if r.frame.motion]
+        # Group the moving frames by detector so each detector sees one batch.
+        batches: dict[str, tuple[Detector, list[FrameResult]]] = {}
+        for result in moving:
+            for name, detector in self.detectors_for(result.frame.camera_id):
+                batches.setdefault(name, (detector, []))[1].append(result)
+        outputs = await asyncio.gather(
+            *(self._detect(name, d, [r.frame for r in rs]) for name, (d, rs) in batches.items())
+        )
+        for (_, rs), detections in zip(batches.values(), outputs, strict=True):
+            for result, found in zip(rs, detections, strict=True):
+                result.detections.extend(found)
+        for result in moving:
+            result.detected = True
+        for result in results:
+            await self._track_and_analyze(result)
+        return results
+
+    async def _track_and_analyze(self, result: FrameResult) -> None:
+        frame = result.frame
+        camera = frame.camera_id
+        tracker = self.tracker_for(camera)
+        if result.detected and tracker is not None:
+            try:
+                result.tracks = await asyncio.wait_for(tracker.update(frame, result.detections), self.deadline)
+                self._last_tracks[camera] = result.tracks
+            except Exception as exc:
+                self._failed("tracker", tracker.name, exc)
+                result.tracks = self._last_tracks.get(camera, [])
+        else:
+            # Nothing moved: the people standing there are still there (loitering keeps counting).
+            result.tracks = self._last_tracks.get(camera, [])
+        analyzers = [(n, a) for n, a in self._analyzers().items() if applies_to(a, camera)]
+        outcomes = await asyncio.gather(
+            *(asyncio.wait_for(a.analyze(frame, result.tracks), self.deadline) for _, a in analyzers),
+            return_exceptions=True,
+        )
+        for (name, _), outcome in zip(analyzers, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome
+                self._failed("analyzer", name, outcome)
+                continue
+            for observation in outcome:
+                result.observations.append(observation)
+                log.info(
+                    "observation %s on %s%s: confidence %.2f, tracks %s",
+                    observation.kind, observation.camera_id, f" zone {observation.zone}" if observation.zone else "",
+                    observation.confidence, observation.track_ids,
+                )  # fmt: skip
+                self.core.bus.publish(OBSERVATIONS, observation)

@@ -1,0 +1,96 @@
+"""Shares the detectors among all cameras: the latest frame per camera, served round-robin in
+batches, cameras with an open incident first.
+
+A camera that sends many frames cannot starve the others: each camera has one slot (its latest
+frame, older ones counted as dropped) and the least recently served camera goes next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from campusguard.sdk import Frame, Incident, IncidentKind
+
+log = logging.getLogger("campusguard.pipeline")
+
+# Health incidents say nothing about what the camera sees: they do not raise its priority.
+_NOT_HOT = {IncidentKind.CAMERA_OFFLINE, IncidentKind.CAMERA_ONLINE, IncidentKind.CAMERA_TAMPER}
+
+
+class DetectionScheduler:
+    def __init__(
+        self,
+        process: Callable[[Sequence[Frame]], Awaitable[Any]],
+        *,
+        batch_size: int = 4,
+        hot_seconds: float = 60.0,
+    ) -> None:
+        self._process = process
+        self.batch_size = batch_size
+        self.hot_seconds = hot_seconds
+        self._latest: dict[str, Frame] = {}
+        self._served: dict[str, float] = {}
+        self._hot_until: dict[str, float] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped: dict[str, int] = {}
+        self.processed: dict[str, int] = {}
+
+    # -- inputs (bus handlers) -------------------------------------------------------------------
+
+    async def offer(self, frame: Frame) -> None:
+        camera = frame.camera_id
+        if camera in self._latest:
+            self.dropped[camera] = self.dropped.get(camera, 0) + 1
+        self._latest[camera] = frame
+        self._wakeup.set()
+
+    async def on_incident(self, incident: Incident) -> None:
+        if incident.camera_id and incident.kind not in _NOT_HOT:
+            self.mark_hot(incident.camera_id)
+
+    def mark_hot(self, camera: str) -> None:
+        self._hot_until[camera] = time.monotonic() + self.hot_seconds
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def next_batch(self) -> list[Frame]:
+        """Hot cameras first, then the least recently served; at most one frame per camera."""
+        now = time.monotonic()
+        order = sorted(
+            self._latest,
+            key=lambda camera: (self._hot_until.get(camera, 0.0) <= now, self._served.get(camera, 0.0)),
+        )
+        batch = [self._latest.pop(camera) for camera in order[: self.batch_size]]
+        for frame in batch:
+            self._served[frame.camera_id] = now
+        return batch
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="detection-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            if not self._latest:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self.next_batch()
+            try:
+                await self._process(batch)
+            except Exception:
+                log.exception("detection batch failed")
+            for frame in batch:
+                self.processed[frame.camera_id] = self.processed.get(frame.camera_id, 0) + 1

@@ -1,0 +1,205 @@
+"""The shared detection stage: fair batching across cameras, priority after incidents, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from peers.rtsp import SAMPLE
+
+from campusguard.core.pipeline.processor import FrameProcessor
+from campusguard.core.pipeline.scheduler import DetectionScheduler
+from campusguard.sdk import (
+    OBSERVATIONS,
+    Analyzer,
+    Box,
+    CameraSourceConfig,
+    Detection,
+    Detector,
+    Frame,
+    Observation,
+    Registry,
+    StageStamp,
+    Track,
+    Tracker,
+    hookimpl,
+)
+from campusguard.sdk.testing import StubCore, make_context, make_frame, make_incident
+
+
+def person(x: float = 10) -> Detection:
+    return Detection(box=Box(x1=x, y1=10, x2=x + 20, y2=60), label="person", score=0.9)
+
+
+class Finds(Detector):
+    kind = "finds"
+    labels = ("person",)
+    batches: ClassVar[list[list[str]]] = []
+
+    async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
+        Finds.batches.append([f.camera_id for f in frames])
+        return [[person()] for _ in frames]
+
+
+class Raises(Detector):
+    kind = "raises"
+
+    async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
+        raise RuntimeError("model crashed")
+
+
+class Hangs(Detector):
+    kind = "hangs"
+
+    async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
+        await asyncio.sleep(3600)
+        return []
+
+
+class OneTrackPerDetection(Tracker):
+    kind = "simple"
+
+    async def update(self, frame: Frame, detections: Sequence[Detection]) -> list[Track]:
+        now = StageStamp.now()
+        return [
+            Track(track_id=i, camera_id=frame.camera_id, label=d.label, box=d.box, score=d.score,
+                  first_seen=now, last_seen=now)
+            for i, d in enumerate(detections)
+        ]  # fmt: skip
+
+
+class CountPeople(Analyzer):
+    kind = "count"
+
+    async def analyze(self, frame: Frame, tracks: Sequence[Track]) -> list[Observation]:
+        return [
+            Observation(
+                kind="people", camera_id=frame.camera_id, confidence=1.0, track_ids=[t.track_id for t in tracks]
+            )
+        ]
+
+
+class Broken(Analyzer):
+    kind = "broken"
+
+    async def analyze(self, frame: Frame, tracks: Sequence[Track]) -> list[Observation]:
+        raise ValueError("analyzer bug")
+
+
+def processor(tmp_path: Path, detectors: dict[str, Detector], cameras: dict[str, CameraSourceConfig] | None = None):  # type: ignore[no-untyped-def]
+    core = StubCore(tmp_path, cameras=cameras or {})
+
+    def build(cls, name):  # type: ignore[no-untyped-def]
+        return cls(name, cls.Config(), make_context(name, tmp_path, core))
+
+    analyzers = {"count": build(CountPeople, "count"), "broken": build(Broken, "broken")}
+    tracker = build(OneTrackPerDetection, "simple")
+    return core, FrameProcessor(core, lambda: detectors, lambda: {"simple": tracker}, lambda: analyzers, deadline=0.3)
+
+
+async def test_failing_and_hanging_detectors_and_analyzers_only_cost_themselves(tmp_path: Path) -> None:
+    ctx = make_context("x", tmp_path)
+    detectors: dict[str, Detector] = {
+        "finds": Finds("finds", Finds.Config(), ctx),
+        "raises": Raises("raises", Raises.Config(), ctx),
+        "hangs": Hangs("hangs", Hangs.Config(), ctx),
+    }
+    core, proc = processor(tmp_path, detectors)
+    (result,) = await proc.process([make_frame(camera_id="gate")])
+    assert [d.label for d in result.detections] == ["person"]
+    assert [o.kind for o in result.observations] == ["people"] and result.observations[0].track_ids == [0]
+    assert proc.failures == {"raises": 1, "hangs": 1, "broken": 1}
+    assert [name for name, _ in core.bus.published] == [OBSERVATIONS.name]
+
+
+async def test_frames_without_motion_skip_detection_and_keep_the_last_tracks(tmp_path: Path) -> None:
+    Finds.batches.clear()
+    _, proc = processor(tmp_path, {"finds": Finds("finds", Finds.Config(), make_context("f", tmp_path))})
+    await proc.process([make_frame(camera_id="gate", motion=True)])
+    (still,) = await proc.process([make_frame(camera_id="gate", motion=False)])
+    assert Finds.batches == [["gate"]]  # the still frame never reached the detector
+    assert not still.detected and [t.track_id for t in still.tracks] == [0]
+    assert still.observations[0].track_ids == [0]  # analyzers still see who is standing there
+
+
+async def test_cameras_choose_their_detectors(tmp_path: Path) -> None:
+    Finds.batches.clear()
+    ctx = make_context("x", tmp_path)
+    cameras = {"gym": CameraSourceConfig(detectors=["other"]), "gate": CameraSourceConfig()}
+    _, proc = processor(tmp_path, {"finds": Finds("finds", Finds.Config(), ctx)}, cameras)
+    results = await proc.process([make_frame(camera_id="gym"), make_frame(camera_id="gate")])
+    assert Finds.batches == [["gate"]]
+    assert results[0].detections == [] and len(results[1].detections) == 1
+
+
+async def test_a_busy_camera_cannot_starve_the_others_and_hot_cameras_go_first() -> None:
+    served: list[list[str]] = []
+
+    async def process(frames: Sequence[Frame]) -> None:
+        served.append([f.camera_id for f in frames])
+
+    scheduler = DetectionScheduler(process, batch_size=2)
+    for sequence in range(50):  # "busy" floods; the others send one frame each
+        await scheduler.offer(make_frame(camera_id="busy", sequence=sequence))
+    for camera in ("a", "b", "c"):
+        await scheduler.offer(make_frame(camera_id=camera))
+    await scheduler.on_incident(make_incident(camera_id="c"))
+    first = scheduler.next_batch()
+    second = scheduler.next_batch()
+    assert first[0].camera_id == "c"  # an open incident: first
+    assert sorted(f.camera_id for f in first + second) == ["a", "b", "busy", "c"]
+    assert [f.sequence for f in first + second if f.camera_id == "busy"] == [49]  # its latest frame only
+    assert scheduler.dropped == {"busy": 49}
+    assert scheduler.next_batch() == []
+
+
+class PipelinePlugin:
+    @hookimpl
+    def campusguard_register_detectors(self, registry: Registry[Detector]) -> None:
+        registry.add(Finds)
+
+    @hookimpl
+    def campusguard_register_trackers(self, registry: Registry[Tracker]) -> None:
+        registry.add(OneTrackPerDetection)
+
+    @hookimpl
+    def campusguard_register_analyzers(self, registry: Registry[Analyzer]) -> None:
+        registry.add(CountPeople)
+
+
+@pytest.mark.slow
+async def test_cameras_feed_detection_through_the_core(campusguard_core, campusguard_no_lingering) -> None:
+    Finds.batches.clear()
+    observations: list[Observation] = []
+
+    async def keep(observation: Observation) -> None:
+        observations.append(observation)
+
+    config = f"""
+[cameras.yard]
+type = "file"
+path = "{SAMPLE}"
+motion.mode = "always"
+tamper.enabled = false
+
+[cameras.hall]
+type = "file"
+path = "{SAMPLE}"
+motion.mode = "always"
+tamper.enabled = false
+
+[detectors.finds]
+[trackers.simple]
+[analyzers.count]
+"""
+    async with campusguard_core(config, plugins={"pipeline": PipelinePlugin()}, entry_points=True) as core:
+        core.api.bus.subscribe(OBSERVATIONS, keep, name="test")
+        for _ in range(300):
+            if {o.camera_id for o in observations} == {"yard", "hall"} and len(observations) >= 10:
+                break
+            await asyncio.sleep(0.01)
+    assert {o.camera_id for o in observations} == {"yard", "hall"}
+    assert any(len(batch) == 2 for batch in Finds.batches)  # both cameras in one detector call
