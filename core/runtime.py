@@ -7,8 +7,10 @@ never leaves anything half-started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +117,16 @@ class Core:
         self.specs = specs
         return specs
 
-    async def start(self) -> None:
+    async def start(self, include: Callable[[str], bool] | None = None) -> None:
+        """Start the store, the bus and every component (of the tables ``include`` accepts)."""
         if not self.specs:
             self.prepare()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         self._bus = InProcessBus()
         for spec in self.specs:
+            if include is not None and not include(spec.table):
+                continue
             context = ComponentContext(
                 name=spec.name,
                 logger=logging.getLogger(f"campusguard.{spec.table}.{spec.name}"),
@@ -149,6 +154,14 @@ class Core:
             await self._bus.close()
         await self.store.close()
         log.info("campusguard stopped")
+
+    @contextlib.asynccontextmanager
+    async def running(self, include: Callable[[str], bool] | None = None) -> AsyncIterator[Core]:
+        await self.start(include)
+        try:
+            yield self
+        finally:
+            await asyncio.wait_for(self.stop(), self.config.settings.core.shutdown_timeout)
 
     async def __aenter__(self) -> Core:
         await self.start()
