@@ -105,6 +105,39 @@ def cmd_probe_stream(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    import asyncio
+
+    # The ONVIF adapter is built in; its heavy modules load only for this command.
+    from campusguard.adapters.onvif.config_writer import add_cameras_to_config
+    from campusguard.adapters.onvif.discovery import discover
+    from campusguard.adapters.onvif.render import render_json, render_text
+    from campusguard.sdk import CampusguardError
+
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and password is None:
+        print(f"campusguard discover: environment variable {args.password_env!r} is not set", file=sys.stderr)
+        return 1
+    try:
+        devices = asyncio.run(
+            discover(timeout=args.timeout, interface=args.interface, username=args.username, password=password)
+        )
+    except CampusguardError as exc:
+        print(f"campusguard discover: {exc}", file=sys.stderr)
+        return 1
+    print(render_json(devices) if args.json else render_text(devices, credentials_given=bool(args.username)))
+    if args.add is not None:
+        target = _config_path(args.add or None)
+        try:
+            added = add_cameras_to_config(target, devices)
+        except (CampusguardError, OSError) as exc:
+            print(f"campusguard discover: cannot add cameras to {target}: {exc}", file=sys.stderr)
+            return 1
+        names = ", ".join(added) or "none (all already configured)"
+        print(f"added to {target}: {names}", file=sys.stderr)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -147,6 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a config file; exit 1 with precise errors")
     p.add_argument("config", nargs="?", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("discover", help="find ONVIF cameras on the local network (WS-Discovery)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--interface", help="network interface to probe on (default: all)")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers (default 3)")
+    p.add_argument("--username", help="log in to each camera to read its model, firmware, profiles and streams")
+    p.add_argument("--password-env", metavar="VAR", help="environment variable holding the cameras' password")
+    p.add_argument(
+        "--add", nargs="?", const="", metavar="CONFIG", help="write new cameras into CONFIG (default plugins.toml)"
+    )
+    p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("probe-stream", help="connect to a camera as the pipeline would and report what arrives")
     p.add_argument("url", help="rtsp://..., http(s)://... (JPEG snapshots) or a video file")

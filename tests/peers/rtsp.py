@@ -23,9 +23,11 @@ class RtspServer:
     """One server process; ``start()`` again after ``kill()`` serves on the same port."""
 
     def __init__(self, port: int | None = None, *, user: str | None = None, password: str | None = None,
-                 file: Path | None = SAMPLE, mounts: int = 1, fps: int = 15, file_mounts: int = 0) -> None:  # fmt: skip
+                 file: Path | None = SAMPLE, mounts: int = 1, fps: int = 15, file_mounts: int = 0,
+                 aliases: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.port = port or free_port()
         self.user, self.password, self.file, self.mounts, self.fps = user, password, file, mounts, fps
+        self.aliases = aliases  # extra paths for the live pattern (e.g. what an ONVIF device advertises)
         self.file_mounts = file_mounts  # /file0 ... /fileN-1: the file, one pipeline per client
         self.process: subprocess.Popen[str] | None = None
 
@@ -36,6 +38,8 @@ class RtspServer:
     def start(self, timeout: float = 20.0) -> RtspServer:
         args = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--mounts", str(self.mounts)]
         args += ["--fps", str(self.fps)]
+        for alias in self.aliases:
+            args += ["--alias", alias]
         if self.file:
             args += ["--file", str(self.file), "--file-mounts", str(self.file_mounts)]
         if self.user:

@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--mounts", type=int, default=1, help="also serve /live1 ... /liveN-1 (load tests)")
+    parser.add_argument("--alias", action="append", default=[], help="also serve the live pattern at this path")
     parser.add_argument("--file-mounts", type=int, default=0, help="also serve --file as /file0 ... /fileN-1")
     args = parser.parse_args()
 
@@ -63,6 +64,8 @@ def main():
     mount("/live", live)
     for index in range(1, args.mounts):
         mount(f"/live{index}", live)
+    for path in args.alias:
+        mount(path if path.startswith("/") else f"/{path}", live)
     if args.file:
         file_factory_launch = FILE.format(path=args.file)
         mount("/file", file_factory_launch)
