@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 # The main job on the embedded default: plugins.toml, SQLite under var/, in-process bus.
 run: $(STAMP)
+	$(BIN)/campusguard models install movenet
 	$(BIN)/campusguard run plugins.toml
 
 # Every test, with lint and type checks first.

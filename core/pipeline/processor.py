@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +40,39 @@ class FrameResult:
     detected: bool = False  # False: no motion, so detection was skipped and the last tracks reused
 
 
+@dataclass
+class CameraActivity:
+    """What detection saw on one camera since the last report (logged so operators see it work)."""
+
+    frames: int = 0
+    detected: int = 0
+    with_people: int = 0
+    most_people: int = 0
+    track_ids: set[int] = field(default_factory=set)
+    since: float = field(default_factory=time.monotonic)
+    reports: int = 0
+
+    def count(self, result: FrameResult) -> None:
+        people = sum(1 for d in result.detections if d.label == "person")
+        self.frames += 1
+        self.detected += result.detected
+        self.with_people += people > 0
+        self.most_people = max(self.most_people, people)
+        self.track_ids.update(t.track_id for t in result.tracks)
+
+    def due(self) -> bool:
+        # First report after 10 s, so a new setup shows it works; then once a minute.
+        return time.monotonic() - self.since >= (10.0 if self.reports == 0 else 60.0)
+
+    def report(self) -> str:
+        seconds = time.monotonic() - self.since
+        text = (
+            f"{self.frames / seconds:.1f} frames/s, {self.detected} with motion went to detection, people in "
+            f"{self.with_people} (up to {self.most_people} at once), {len(self.track_ids)} tracks"
+        )
+        return text
+
+
 def applies_to(analyzer: Analyzer, camera_id: str) -> bool:
     """Analyzers name their camera (``camera = "gate"``) or cameras (``cameras = [...]``); none: all."""
     config = analyzer.config
@@ -67,6 +101,7 @@ class FrameProcessor:
         self.deadline = deadline
         self._last_tracks: dict[str, list[Track]] = {}
         self.failures: dict[str, int] = {}
+        self.activity: dict[str, CameraActivity] = {}
 
     def _camera(self, camera_id: str) -> CameraSourceConfig:
         return self.core.camera(camera_id) or CameraSourceConfig()
@@ -121,6 +156,7 @@ class FrameProcessor:
     async def _track_and_analyze(self, result: FrameResult) -> None:
         frame = result.frame
         camera = frame.camera_id
+        activity = self.activity.setdefault(camera, CameraActivity())
         tracker = self.tracker_for(camera)
         if result.detected and tracker is not None:
             try:
@@ -132,6 +168,10 @@ class FrameProcessor:
         else:
             # Nothing moved: the people standing there are still there (loitering keeps counting).
             result.tracks = self._last_tracks.get(camera, [])
+        activity.count(result)
+        if activity.due():
+            log.info("camera %r: %s", camera, activity.report())
+            self.activity[camera] = CameraActivity(reports=activity.reports + 1)
         analyzers = [(n, a) for n, a in self._analyzers().items() if applies_to(a, camera)]
         outcomes = await asyncio.gather(
             *(asyncio.wait_for(a.analyze(frame, result.tracks), self.deadline) for _, a in analyzers),
