@@ -207,3 +207,17 @@ def test_credentials_in_the_url_are_refused_by_config() -> None:
         RtspCamera.Config(url="rtsp://admin:pw@10.0.0.5/stream")
     with pytest.raises(ValidationError, match="must start with rtsp://"):
         RtspCamera.Config(url="http://10.0.0.5/stream")
+
+
+async def test_udp_transport(campusguard_core, server: RtspServer, campusguard_no_lingering) -> None:
+    config = f"""
+[cameras.gate]
+type = "rtsp"
+url = "{server.url("live")}"
+transport = "udp"
+"""
+    frames = FrameLog()
+    async with campusguard_core(config, entry_points=True) as core:
+        core.api.bus.subscribe(FRAMES, frames, name="test")
+        await wait_until(lambda: frames.count("gate") >= 5, 10, "frames over UDP")
+        assert core.component("cameras", "gate").stats.codec == "h264"  # type: ignore[attr-defined]
