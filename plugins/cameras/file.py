@@ -11,7 +11,6 @@ from pydantic import Field
 from campusguard.sdk import CameraSourceConfig, ConfigError
 from campusguard.sdk.video import DecodeOptions, DecodingCamera
 
-
 PACKAGE_PREFIX = "package:"
 
 
