@@ -38,9 +38,11 @@ class Finds(Detector):
     kind = "finds"
     labels = ("person",)
     batches: ClassVar[list[list[str]]] = []
+    delay: ClassVar[float] = 0.0  # a slow detector lets frames of several cameras queue up
 
     async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
         Finds.batches.append([f.camera_id for f in frames])
+        await asyncio.sleep(Finds.delay)
         return [[person()] for _ in frames]
 
 
@@ -173,6 +175,7 @@ class PipelinePlugin:
 @pytest.mark.slow
 async def test_cameras_feed_detection_through_the_core(campusguard_core, campusguard_no_lingering) -> None:
     Finds.batches.clear()
+    Finds.delay = 0.3
     observations: list[Observation] = []
 
     async def keep(observation: Observation) -> None:
@@ -201,5 +204,6 @@ tamper.enabled = false
             if {o.camera_id for o in observations} == {"yard", "hall"} and len(observations) >= 10:
                 break
             await asyncio.sleep(0.01)
+    Finds.delay = 0.0
     assert {o.camera_id for o in observations} == {"yard", "hall"}
     assert any(len(batch) == 2 for batch in Finds.batches)  # both cameras in one detector call
