@@ -47,6 +47,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             return 1
     host = PluginHost(disabled=settings.disabled)
     host.load_entry_points()
+    if args.docs:
+        from .docs import render
+
+        print(render(host), end="")
+        return 0
     host.collect_registrations()
     records = sorted(host.records.values(), key=lambda r: r.name)
     if args.json:
@@ -199,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list plugins, what they registered and their status")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--docs", action="store_true", help="the reference of every component kind, as Markdown")
     p.add_argument("--config", "-c", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
     p.set_defaults(func=cmd_plugins)
 

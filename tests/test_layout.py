@@ -122,3 +122,16 @@ def test_hookspec_has_a_test(hook: str) -> None:
 
 def test_registration_hooks_table_matches_the_specs() -> None:
     assert set(hookspecs.REGISTRATION_HOOKS) | set(hookspecs.LIFECYCLE_HOOKS) == set(HOOKS)
+
+
+def test_component_reference_is_current() -> None:
+    """docs/components.md is generated from the Config models: regenerate it when options change."""
+    from campusguard.core.docs import render
+    from campusguard.core.plugin_manager import PluginHost
+
+    host = PluginHost()
+    host.load_entry_points()
+    expected = render(host)
+    assert (ROOT / "docs" / "components.md").read_text() == expected, (
+        "docs/components.md is stale: run `campusguard plugins --docs > docs/components.md`"
+    )
