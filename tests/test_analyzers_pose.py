@@ -14,6 +14,7 @@ seen from above): MoveNet people with keypoints when it is installed, else OpenC
 from __future__ import annotations
 
 import asyncio
+import importlib
 import math
 import random
 from collections.abc import Sequence
@@ -64,9 +65,9 @@ JITTER = 0.012  # keypoint noise, in body heights: MoveNet's on the clip's peopl
 
 
 def clip_images() -> list[Any]:
-    av = pytest.importorskip("av")
+    av = importlib.import_module("av")
     if not CLIP.exists():
-        pytest.skip(f"{CLIP} is not there")
+        pytest.fail(f"{CLIP} is not there (the footage lives in ../shared/data)")
     with av.open(str(CLIP)) as container:
         return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
 
@@ -96,7 +97,7 @@ def movenet_people(images: list[Any], every: int) -> list[list[Detection]] | Non
 def hog_people(images: list[Any], every: int) -> list[list[Detection]]:
     """HOG people on every ``every``-th frame. The clip's people are 50-90 px tall, under HOG's 128 px
     window, so the walkway band is upscaled 1.6x (and only it, to keep the test fast)."""
-    cv2 = pytest.importorskip("cv2")
+    cv2 = importlib.import_module("cv2")
     hog = cv2.HOGDescriptor()
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     top, bottom, scale = 40, 330, 1.6

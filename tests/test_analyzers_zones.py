@@ -461,7 +461,7 @@ def pets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from campusguard.plugins.trackers.bytetrack import ByteTrack
 
     if not FOOTAGE.exists():
-        pytest.skip(f"{FOOTAGE} is missing")
+        pytest.fail(f"{FOOTAGE} is missing (the footage lives in ../shared/data)")
     tmp = tmp_path_factory.mktemp("pets")
     core = StubCore(tmp, cameras={"pets": CameraSourceConfig(zones=PETS_ZONES)})
     hog = HogPeopleDetector("hog", HogPeopleDetector.Config(**HOG_OPTIONS), make_context("hog", tmp, core))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import ClassVar
 
 import av
 import cv2
@@ -12,23 +11,10 @@ import numpy as np
 import pytest
 from peers.rtsp import SAMPLE
 
-from campusguard.sdk import FRAMES, Frame, Incident, Notifier, Registry, hookimpl
+from campusguard.sdk import FRAMES, Frame, Incident
+from campusguard.sdk.testing import RecordingNotifier, RecordingPlugin
 
 pytestmark = pytest.mark.slow
-
-
-class Collector(Notifier):
-    kind = "collector"
-    incidents: ClassVar[list[Incident]] = []
-
-    async def notify(self, incident: Incident) -> None:
-        Collector.incidents.append(incident)
-
-
-class CollectorPlugin:
-    @hookimpl
-    def campusguard_register_notifiers(self, registry: Registry[Notifier]) -> None:
-        registry.add(Collector)
 
 
 def sample_frames() -> list[np.ndarray]:
@@ -73,22 +59,24 @@ stall_timeout = 30
 tamper.reference_seconds = 3
 tamper.hold_seconds = 1
 
-[notifiers.collector]
+[notifiers.recorder]
 """
 
 
 async def play(campusguard_core, path: Path, seconds: float) -> tuple[list[Incident], list[Frame]]:  # type: ignore[no-untyped-def]
-    Collector.incidents.clear()
+    RecordingNotifier.received.clear()
     frames: list[Frame] = []
 
     async def keep(frame: Frame) -> None:
         frames.append(frame)
 
-    async with campusguard_core(CONFIG.format(path=path), plugins={"c": CollectorPlugin()}, entry_points=True) as core:
+    async with campusguard_core(
+        CONFIG.format(path=path), plugins={"recorder": RecordingPlugin()}, entry_points=True
+    ) as core:
         core.api.bus.subscribe(FRAMES, keep, name="test", maxsize=10_000)
         await asyncio.sleep(seconds)
-        await core.wait_delivered("collector", len(Collector.incidents))
-    return list(Collector.incidents), frames
+        await core.wait_delivered("recorder", len(RecordingNotifier.received))
+    return list(RecordingNotifier.received), frames
 
 
 @pytest.mark.parametrize(("tamper", "condition"), [(covered, "covered"), (defocused, "defocused"), (shifted, "moved")])

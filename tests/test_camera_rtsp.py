@@ -6,28 +6,14 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import ClassVar
 
 import pytest
 from peers.rtsp import SAMPLE, RtspServer, free_port
 
-from campusguard.sdk import FRAMES, Frame, Incident, Notifier, Registry, hookimpl
+from campusguard.sdk import FRAMES, Frame
+from campusguard.sdk.testing import RecordingNotifier, RecordingPlugin
 
 pytestmark = pytest.mark.slow
-
-
-class Collector(Notifier):
-    kind = "collector"
-    incidents: ClassVar[list[Incident]] = []
-
-    async def notify(self, incident: Incident) -> None:
-        Collector.incidents.append(incident)
-
-
-class CollectorPlugin:
-    @hookimpl
-    def campusguard_register_notifiers(self, registry: Registry[Notifier]) -> None:
-        registry.add(Collector)
 
 
 class FrameLog:
@@ -62,17 +48,14 @@ async def wait_until(predicate, timeout: float, what: str) -> float:  # type: ig
     return time.monotonic() - start
 
 
-def kinds(camera: str) -> list[str]:
-    return [str(i.kind) for i in Collector.incidents if i.camera_id == camera]
-
-
-PLUGINS = {"collector": CollectorPlugin()}
+kinds = RecordingNotifier.kinds
+PLUGINS = {"recorder": RecordingPlugin()}
 
 
 async def test_three_outages_give_one_offline_and_one_online_each(
     campusguard_core, server: RtspServer, campusguard_no_lingering
 ) -> None:
-    Collector.incidents.clear()
+    RecordingNotifier.received.clear()
     config = f"""
 [cameras.gate]
 type = "rtsp"
@@ -87,7 +70,7 @@ type = "file"
 path = "{SAMPLE}"
 tamper.enabled = false
 
-[notifiers.collector]
+[notifiers.recorder]
 """
     frames = FrameLog()
     async with campusguard_core(config, plugins=PLUGINS, entry_points=True) as core:
@@ -105,7 +88,7 @@ tamper.enabled = false
             await wait_until(lambda n=outage: kinds("gate").count("camera_online") == n + 1, 5, "camera_online")
             assert yard_during >= 3, "the other camera was disturbed by the outage"
             await asyncio.sleep(0.5)
-        await core.wait_delivered("collector", 6)
+        await core.wait_delivered("recorder", 6)
         assert core.state("cameras", "gate") == "loaded"
         assert core.component("cameras", "gate").stats.reconnects >= 3  # type: ignore[attr-defined]
     assert kinds("gate") == ["camera_offline", "camera_online"] * 3
@@ -146,7 +129,7 @@ password = "right"
 async def test_unreachable_camera_is_reported_offline_and_keeps_retrying(
     campusguard_core, server: RtspServer, campusguard_no_lingering, caplog: pytest.LogCaptureFixture
 ) -> None:
-    Collector.incidents.clear()
+    RecordingNotifier.received.clear()
     port = free_port()
     config = f"""
 [cameras.roof]
@@ -162,7 +145,7 @@ reconnect_max = 0.3
 type = "rtsp"
 url = "{server.url("live")}"
 
-[notifiers.collector]
+[notifiers.recorder]
 """
     frames = FrameLog()
     async with campusguard_core(config, plugins=PLUGINS, entry_points=True) as core:
@@ -172,7 +155,7 @@ url = "{server.url("live")}"
         stats = core.component("cameras", "roof").stats  # type: ignore[attr-defined]
         assert stats.reconnects >= 2 and "Connection refused" in (stats.last_error or "")
         await wait_until(lambda: frames.count("gate") >= 5, 10, "frames from the healthy camera")
-    (offline,) = [i for i in Collector.incidents if i.camera_id == "roof"]
+    (offline,) = [i for i in RecordingNotifier.received if i.camera_id == "roof"]
     assert "Connection refused" in offline.title
     assert "s3cret-in-url" not in caplog.text + offline.title
 

@@ -11,11 +11,14 @@ unless a test asks for one of its fixtures or subclasses a conformance suite.
 
 from .factories import make_door_event, make_frame, make_incident, make_observation
 from .harness import CoreHarness, RunningCore, load_harness
+from .recording import RecordingNotifier, RecordingPlugin
 from .stubs import RecordingBus, StubCore, make_context
 
 __all__ = [
     "CoreHarness",
     "RecordingBus",
+    "RecordingNotifier",
+    "RecordingPlugin",
     "RunningCore",
     "StubCore",
     "load_harness",
