@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers.footage import PEDESTRIANS
 
 from campusguard.plugins.analyzers import pose
 from campusguard.plugins.analyzers.fall import FallAnalyzer
@@ -33,7 +34,7 @@ from campusguard.sdk import Analyzer, Box, Detection, Frame, Keypoint, Observati
 from campusguard.sdk.testing import make_context, make_frame
 from campusguard.sdk.testing.conformance import AnalyzerConformance
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "pedestrians_640x480.mp4"
+CLIP = PEDESTRIANS
 CAMERA = "test-camera"
 T0 = 1000.0
 

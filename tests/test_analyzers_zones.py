@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from peers.footage import PEDESTRIANS
 
 from campusguard.plugins.analyzers.crowd import CrowdAnalyzer
 from campusguard.plugins.analyzers.intrusion import IntrusionAnalyzer
@@ -397,7 +398,7 @@ class TestLineCrossingConformance(_WithCamera, AnalyzerConformance):
 # the pipeline's motion gate hands it regions): on whole frames it would take ~0.1 s a frame here.
 # Frames go through the tracker and the analyzers at 5 fps, the default detection rate.
 
-FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "pedestrians_640x480.mp4"
+FOOTAGE = PEDESTRIANS
 PETS_ZONES = {
     # where the group stands: the foot of the lamp post and the sign
     "lamp": Zone(polygon=[(0.42, 0.40), (0.62, 0.40), (0.62, 0.52), (0.42, 0.52)]),

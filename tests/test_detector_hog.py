@@ -13,13 +13,14 @@ import av
 import cv2
 import numpy as np
 import pytest
+from peers.footage import PEDESTRIANS
 
 from campusguard.detectors.hog import HogPeopleDetector
 from campusguard.sdk import Detection, Frame
 from campusguard.sdk.testing.conformance import DetectorConformance
 from campusguard.sdk.testing.stubs import make_context
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "pedestrians_640x480.mp4"
+CLIP = PEDESTRIANS
 SAMPLE = range(25, 300, 50)  # 6 frames spread over the 30 s
 GAP = 5  # frames between the two images that tell what moved
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from peers.footage import PEDESTRIANS
 from pydantic import ValidationError
 
 from campusguard.detectors import models
@@ -27,7 +28,7 @@ from campusguard.sdk.testing.conformance import DetectorConformance
 from campusguard.sdk.testing.factories import make_frame
 from campusguard.sdk.testing.stubs import make_context
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "pedestrians_640x480.mp4"
+CLIP = PEDESTRIANS
 INSTALL = "MoveNet model not installed: run `campusguard models install movenet`"
 
 

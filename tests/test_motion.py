@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import av
 import cv2
@@ -11,11 +10,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from cv2.typing import MatLike
+from peers.footage import PEDESTRIANS
 
 from campusguard.core.pipeline.motion import MotionGate, MotionResult, Region
 from campusguard.sdk.camera import MotionSettings
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "pedestrians_640x480.mp4"
+CLIP = PEDESTRIANS
 Image = MatLike  # what OpenCV and PyAV hand back; numpy uint8 arrays here
 
 

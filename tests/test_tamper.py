@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
-from pathlib import Path
 
 import av
 import cv2
@@ -18,11 +17,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from cv2.typing import MatLike
+from peers.footage import PEDESTRIANS
 
 from campusguard.core.pipeline.tamper import COVERED_SHARE, TamperChange, TamperMonitor
 from campusguard.sdk.camera import TamperSettings
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "pedestrians_640x480.mp4"
+CLIP = PEDESTRIANS
 FPS = 10.0
 SETTINGS = TamperSettings(reference_seconds=2.0, hold_seconds=1.0)
 Image = MatLike  # what OpenCV and PyAV hand back; numpy uint8 arrays here

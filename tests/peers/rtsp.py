@@ -8,9 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from .footage import PEDESTRIANS
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 SCRIPT = Path(__file__).with_name("rtsp_server.py")
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "pedestrians_640x480.mp4"
+SAMPLE = PEDESTRIANS  # the real footage (see footage.py)
 
 
 def free_port() -> int:
