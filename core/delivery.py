@@ -59,8 +59,11 @@ class DeliveryWorker:
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until ``seconds`` pass or new work arrives, whichever is first."""
+        # Not wait_for: on 3.11 it swallows a cancel that lands just after wake() (the worker then
+        # never stops); asyncio.timeout lets a stop's cancel through.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), max(seconds, 0.0))
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await self._wakeup.wait()
         self._wakeup.clear()
 
     async def _run(self) -> None:
@@ -81,7 +84,8 @@ class DeliveryWorker:
                 continue
             incident = Incident.model_validate_json(entry.payload)
             try:
-                await asyncio.wait_for(self.notifier.notify(incident), self.settings.timeout)
+                async with asyncio.timeout(self.settings.timeout):  # not wait_for: see _sleep
+                    await self.notifier.notify(incident)
             except asyncio.CancelledError:
                 raise
             except AuthFailed as exc:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ class _ProbeCore:
     def camera(self, camera_id: str) -> None:
         return None
 
-    async def raise_incident(self, incident: Incident) -> Incident:
+    async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
         return incident
 
 

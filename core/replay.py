@@ -165,6 +165,8 @@ class Replay:
         finally:
             if annotator is not None:
                 annotator.close()
+            if self.core.rules is not None:
+                await self.core.rules.drain()  # its incidents must reach the summary below
             for sub in subs:
                 await sub.drain()
                 await sub.close()

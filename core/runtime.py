@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from campusguard.sdk import (
 )
 
 from .bus import InProcessBus
-from .config import ComponentSpec, LoadedConfig, validate_components
+from .config import ComponentSpec, ConfigInvalid, LoadedConfig, validate_components
 from .delivery import DeliveryWorker
 from .plugin_manager import PluginHost
 from .store import SQLiteStore
@@ -60,6 +60,7 @@ class Core:
         self.specs: list[ComponentSpec] = []
         self.scheduler: Any = None  # DetectionScheduler, when detectors or analyzers are configured
         self.processor: Any = None
+        self.rules: Any = None  # RuleEngine, when the config has [[rules]]
         self._started = False
 
     # -- CoreAPI ---------------------------------------------------------------------------------
@@ -80,9 +81,9 @@ class Core:
                 return spec.config
         return None
 
-    async def raise_incident(self, incident: Incident) -> Incident:
+    async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
         incident.stamp(Stage.RAISED)
-        targets = self.notifier_names()
+        targets = self.notifier_names() if targets is None else list(targets)
         incident.stamp(Stage.ENQUEUED)
         await self.store.record_incident(incident, targets)
         for target in targets:
@@ -92,6 +93,14 @@ class Core:
         self.bus.publish(INCIDENTS, incident)
         return incident
 
+    async def update_incident(self, incident: Incident) -> Incident:
+        """Store a newer version of an incident already raised (upsert on its id).
+
+        Deliveries are not queued again and nothing is published: receivers were told once.
+        """
+        await self.store.record_incident(incident, ())
+        return incident
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def prepare(self) -> list[ComponentSpec]:
@@ -99,7 +108,16 @@ class Core:
         if self._load_entry_points:
             self.host.load_entry_points()
         registries = self.host.collect_registrations()
-        specs = validate_components(self.config, registries)
+        from .rules.validate import rule_issues
+
+        # Rules are checked along with the components, so that one run reports every issue.
+        rule_problems = rule_issues(self.config)
+        try:
+            specs = validate_components(self.config, registries)
+        except ConfigInvalid as exc:
+            raise ConfigInvalid([*exc.issues, *rule_problems]) from None
+        if rule_problems:
+            raise ConfigInvalid(rule_problems)
         configured = {(s.table, s.kind) for s in specs if s.table == "event_handlers"}
         for registration in registries["event_handlers"]:
             if ("event_handlers", registration.cls.kind) not in configured:
@@ -137,6 +155,7 @@ class Core:
             self.supervisor.add(spec, spec.cls(spec.name, spec.config, context))
         await self.supervisor.start_all()
         self._start_detection()
+        self._start_rules()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
         log.info("campusguard started: %d components, site %r", len(self.specs), self.config.settings.core.site)
@@ -200,6 +219,15 @@ class Core:
         self.bus.subscribe(FRAMES, self.scheduler.offer, name="detection", maxsize=64)
         self.bus.subscribe(INCIDENTS, self.scheduler.on_incident, name="detection-priority")
         self.scheduler.start()
+
+    def _start_rules(self) -> None:
+        # Also without detectors: plugins (door systems, panic buttons) publish observations too.
+        if not self.config.settings.rules:
+            return
+        from .rules.engine import RuleEngine
+
+        self.rules = RuleEngine(self, self.config.settings.rules)
+        self.rules.start()
 
     def notifier_names(self) -> list[str]:
         return [s.name for s in self.specs if s.table == "notifiers"]

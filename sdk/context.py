@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,8 +26,10 @@ class CoreAPI(Protocol):
         """The configuration of camera ``camera_id`` (its zones and lines included), or None."""
         ...
 
-    async def raise_incident(self, incident: Incident) -> Incident:
+    async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
         """Store ``incident`` and queue its deliveries in one transaction, then publish it.
+
+        ``targets`` are the notifiers to deliver to (by name); None means every notifier.
 
         Returns once it is durable: an incident that was accepted survives ``kill -9``.
         """

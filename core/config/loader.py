@@ -102,7 +102,8 @@ def parse_config_text(
 
 def _top_level_issue(issue: ConfigIssue) -> ConfigIssue:
     # "cameras.sample: input should be a valid dictionary" reads better as a section problem.
-    if issue.message.startswith("unknown key"):
+    # Only for a top-level key: "unknown key 'rules.0.whn'" is inside a table that exists.
+    if issue.message.startswith("unknown key") and "." not in issue.message.split("'")[1]:
         tables = ", ".join(f"[{name}]" for name in Settings.model_fields)
         return ConfigIssue(issue.file, issue.line, None, f"{issue.message}; top-level tables are {tables}")
     return issue

@@ -19,6 +19,14 @@ def _split_key(text: str) -> tuple[str, ...]:
     return tuple(m.group(1).strip("\"'") for m in _PART.finditer(text) if m.group(1))
 
 
+def _in_array(parts: tuple[str, ...], array_counts: dict[tuple[str, ...], int]) -> tuple[str | int, ...]:
+    """``[rules.when]`` after the second ``[[rules]]`` is ``("rules", 1, "when")``, as TOML reads it."""
+    for depth in range(len(parts) - 1, 0, -1):
+        if parts[:depth] in array_counts:
+            return (*parts[:depth], array_counts[parts[:depth]], *parts[depth:])
+    return parts
+
+
 class TomlLocator:
     """Maps a key path such as ``("notifiers", "mqtt", "host")`` to a 1-based line number."""
 
@@ -44,7 +52,7 @@ class TomlLocator:
                     array_counts[parts] = index
                     table = (*parts, index)
                 else:
-                    table = parts
+                    table = _in_array(parts, array_counts)
                 self._lines.setdefault(table, number)
                 for depth in range(1, len(parts)):
                     self._lines.setdefault(parts[:depth], number)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ..rules.model import Rule
+
 # Tables of component instances, and the registration hook that fills each one's registry.
 COMPONENT_TABLES: dict[str, str] = {
     "cameras": "camera_sources",
@@ -97,3 +99,4 @@ class Settings(BaseModel):
     notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     event_handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list, description="[[rules]]: observations to incidents")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,11 @@ class StubCore:
     def camera(self, camera_id: str) -> CameraSourceConfig | None:
         return self.cameras.get(camera_id)
 
-    async def raise_incident(self, incident: Incident) -> Incident:
+    targets: list[list[str] | None] = field(default_factory=list)  # per incident, as raised
+
+    async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
         self.incidents.append(incident)
+        self.targets.append(None if targets is None else list(targets))
         return incident
 
 
