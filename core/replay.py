@@ -9,6 +9,7 @@ and, optionally, an annotated video.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
@@ -151,18 +152,30 @@ class Replay:
             self.core.bus.subscribe(INCIDENTS, raised, name="replay-incidents"),
         ]
         started = time.monotonic()
+        frames = self.frames()
+
+        def decode_next() -> Any:
+            # Off the loop: decoding and the motion gate of the next frame overlap this frame's detection.
+            item = next(frames, None)
+            if item is not None:
+                result = gate.update(item[2].image)
+                item[2].motion = result.motion or result.calibrating
+            return item
+
+        upcoming = asyncio.ensure_future(asyncio.to_thread(decode_next))
         try:
-            frames = self.frames()
-            while (item := await asyncio.to_thread(next, frames, None)) is not None:  # decode off the loop
+            while (item := await upcoming) is not None:
+                upcoming = asyncio.ensure_future(asyncio.to_thread(decode_next))
                 index, at, frame = item
-                result = gate.update(frame.image)
-                frame.motion = result.motion or result.calibrating
                 index_of[frame.id] = (index, at)
                 (outcome,) = await processor.process([frame])
                 self._record(outcome, index, at, out)
                 if annotator is not None:
                     annotator.write(outcome)
         finally:
+            if not upcoming.done():  # a thread cannot be cancelled: let the decode in flight finish
+                with contextlib.suppress(Exception):
+                    await upcoming
             if annotator is not None:
                 annotator.close()
             if self.core.rules is not None:
