@@ -168,6 +168,54 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_incidents(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .config import ConfigInvalid, load_config
+    from .incidents import IncidentError, change_status
+    from .store import SQLiteStore
+
+    try:
+        loaded = load_config(_config_path(args.config))
+    except ConfigInvalid as exc:
+        _print_issues(exc)
+        return 1
+
+    async def act() -> int:
+        store = SQLiteStore(loaded.data_dir / "campusguard.db")
+        await store.open()
+        try:
+            if args.action == "list":
+                incidents = await store.list_incidents(args.limit)
+                if args.json:
+                    print(json.dumps([json.loads(i.model_dump_json()) for i in incidents], indent=2))
+                for i in [] if args.json else incidents:
+                    drill = " [EXERCISE]" if i.exercise else ""
+                    print(f"{i.id}  {i.created_at:%Y-%m-%d %H:%M:%S}  {i.status:<12} {i.kind:<16} {i.title}{drill}")
+                return 0
+            if not args.id:
+                print(f"campusguard incidents {args.action}: give the incident id", file=sys.stderr)
+                return 1
+            if args.action == "show":
+                incident = await store.get_incident(args.id)
+                if incident is None:
+                    print(f"campusguard incidents show: no incident {args.id!r}", file=sys.stderr)
+                    return 1
+                print(incident.model_dump_json(indent=2))
+                return 0
+            changed = await change_status(store, args.id, args.action, by=args.by or "", note=args.note)
+            print(json.dumps({"id": changed.id, "status": str(changed.status)}) if args.json else
+                  f"incident {changed.id}: {changed.status} (by {args.by})")  # fmt: skip
+            return 0
+        except IncidentError as exc:
+            print(f"campusguard incidents {args.action}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+
+    return asyncio.run(act())
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -222,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--add", nargs="?", const="", metavar="CONFIG", help="write new cameras into CONFIG (default plugins.toml)"
     )
     p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("incidents", help="list, show and handle incidents (every change is audited)")
+    p.add_argument("action", choices=["list", "show", "verify", "dismiss", "ack", "resolve"])
+    p.add_argument("id", nargs="?", help="the incident id (for all but list)")
+    p.add_argument("--by", help="who you are (required to change an incident)")
+    p.add_argument("--note", default="", help="why, for the audit log")
+    p.add_argument("--limit", type=int, default=50, help="how many to list, newest first (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--config", "-c", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_incidents)
 
     p = sub.add_parser("models", help="install the models the built-in detectors use (never at run time)")
     p.add_argument("action", choices=["install", "list"])

@@ -80,6 +80,7 @@ async def test_recording_twice_does_not_duplicate_deliveries(store: SQLiteStore)
     await store.record_incident(incident, ["a"])
     await store.record_incident(incident, ["a"])
     assert (await store.delivery_counts()) == {"a": {"pending": 1}}
+    assert [e.action for e in await store.audit_entries()] == ["incident.raised", "incident.updated"]
 
 
 async def test_deliveries_come_out_in_order_per_target(store: SQLiteStore) -> None:

@@ -79,18 +79,29 @@ class SQLiteStore:
 
     # -- incidents and outbox --------------------------------------------------------------------
 
-    async def record_incident(self, incident: Incident, targets: Sequence[str]) -> None:
+    async def record_incident(
+        self, incident: Incident, targets: Sequence[str], *, actor: str | None = None,
+        action: str | None = None, detail: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """Upsert the incident and queue its deliveries; audit it in the same transaction.
+
+        The audit entry is ``incident.raised`` the first time, ``incident.updated`` after, or
+        ``action`` (by ``actor``, with ``detail``) when a person changed it.
+        """
         now = utc_now().isoformat()
         body = incident.model_dump_json()
         db = self.db
         async with self._write_lock:
-            await self._record(db, incident, targets, now, body)
+            await self._record(db, incident, targets, now, body, (actor, action, detail))
 
     async def _record(
-        self, db: aiosqlite.Connection, incident: Incident, targets: Sequence[str], now: str, body: str
-    ) -> None:
+        self, db: aiosqlite.Connection, incident: Incident, targets: Sequence[str], now: str, body: str,
+        audit: tuple[str | None, str | None, dict[str, Any] | None],
+    ) -> None:  # fmt: skip
         await db.execute("BEGIN IMMEDIATE")
         try:
+            async with db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident.id,)) as cursor:
+                existed = await cursor.fetchone() is not None
             await db.execute(
                 "INSERT INTO incidents (id, kind, status, exercise, created_at, updated_at, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -111,11 +122,12 @@ class SQLiteStore:
                 " next_attempt_at, enqueued_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                 [(incident.delivery_key(t), t, incident.id, body, time.time(), now) for t in targets],
             )
+            actor, action, detail = audit
             await self._insert_audit(
-                incident.source or "core",
-                "incident.raised",
+                actor or incident.source or "core",
+                action or ("incident.updated" if existed else "incident.raised"),
                 incident.id,
-                {"kind": str(incident.kind), "exercise": incident.exercise, "targets": list(targets)},
+                detail or {"kind": str(incident.kind), "exercise": incident.exercise, "targets": list(targets)},
             )
             await db.execute("COMMIT")
         except BaseException:
