@@ -3,7 +3,7 @@
 from .base import Message, StageStamp, new_id, utc_now
 from .camera_events import CameraEvent, CameraEventKind
 from .doors import DoorAction, DoorCommand, DoorEvent, DoorEventKind
-from .incidents import Incident, IncidentKind, IncidentStatus, Location, Severity, Stage
+from .incidents import Incident, IncidentChange, IncidentKind, IncidentStatus, Location, Severity, Stage
 from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track, TrackPoint
 from .visitors import Visitor
 
@@ -19,6 +19,7 @@ __all__ = [
     "Evidence",
     "Frame",
     "Incident",
+    "IncidentChange",
     "IncidentKind",
     "IncidentStatus",
     "Keypoint",

@@ -49,6 +49,19 @@ class IncidentStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class IncidentChange(StrEnum):
+    """Why a notifier is given this version of an incident (``Incident.change``)."""
+
+    RAISED = "raised"  # first delivery
+    UPDATED = "updated"  # the same situation seen again (not delivered; stored and published)
+    CONFIRMED = "confirmed"  # verified by a person or auto-confirmed: its actions run now
+    DISMISSED = "dismissed"  # a person judged it false
+    ACKNOWLEDGED = "acknowledged"  # someone is handling it: escalation stops
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"  # nobody acknowledged in time: the next group hears of it
+    EVIDENCE = "evidence"  # the clip is ready
+
+
 class Location(BaseModel):
     """Where on campus: a human label, and coordinates when the site has them."""
 
@@ -90,6 +103,9 @@ class Incident(Message):
     exercise: bool = False
     source: str | None = Field(default=None, description="the component that raised it")
     stages: dict[str, StageStamp] = Field(default_factory=dict)
+    revision: int = Field(default=0, ge=0, description="0 when raised; +1 for every delivered change")
+    change: IncidentChange | str = Field(default=IncidentChange.RAISED, description="why receivers get this version")
+    rule: str | None = Field(default=None, description="the rule that raised it, if any")
 
     def stamp(self, stage: Stage | str, target: str | None = None) -> StageStamp:
         """Record that this incident reached ``stage`` now (per ``target`` for deliveries)."""
@@ -99,5 +115,10 @@ class Incident(Message):
         return stamp
 
     def delivery_key(self, target: str) -> str:
-        """The idempotency key of this incident's delivery to ``target``: stable across restarts."""
-        return f"{self.id}:{target}"
+        """The idempotency key of this version's delivery to ``target``: stable across restarts.
+
+        Each delivered change has its own revision, so a receiver dedups retries, not changes.
+        """
+        if self.revision == 0:
+            return f"{self.id}:{target}"
+        return f"{self.id}:{self.revision}:{target}"

@@ -1,0 +1,1 @@
+"""OSDP access control: campusguard as the Control Panel (libosdp)."""

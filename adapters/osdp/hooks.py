@@ -1,0 +1,3 @@
+"""Registers the OSDP access-control adapter."""
+
+from __future__ import annotations

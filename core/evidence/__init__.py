@@ -1,0 +1,1 @@
+"""Evidence: clips remuxed from a per-camera packet ring buffer, snapshots, sha256, retention."""
