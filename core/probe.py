@@ -68,6 +68,9 @@ class _ProbeCore:
     def camera(self, camera_id: str) -> None:
         return None
 
+    def camera_ids(self) -> list[str]:
+        return []
+
     async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
         return incident
 

@@ -81,6 +81,9 @@ class Core:
                 return spec.config
         return None
 
+    def camera_ids(self) -> list[str]:
+        return [s.name for s in self.specs if s.table == "cameras"]
+
     async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
         incident.stamp(Stage.RAISED)
         targets = self.notifier_names() if targets is None else list(targets)

@@ -26,6 +26,10 @@ class CoreAPI(Protocol):
         """The configuration of camera ``camera_id`` (its zones and lines included), or None."""
         ...
 
+    def camera_ids(self) -> list[str]:
+        """The names of every configured camera, in config order."""
+        ...
+
     async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
         """Store ``incident`` and queue its deliveries in one transaction, then publish it.
 

@@ -64,6 +64,9 @@ class StubCore:
     def camera(self, camera_id: str) -> CameraSourceConfig | None:
         return self.cameras.get(camera_id)
 
+    def camera_ids(self) -> list[str]:
+        return list(self.cameras)
+
     targets: list[list[str] | None] = field(default_factory=list)  # per incident, as raised
 
     async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
