@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from campusguard.sdk import AuthFailed, Incident, Notifier
+from campusguard.sdk import AuthFailed, Dispatcher, Incident, Notifier
 
 from .backoff import backoff_delay
 from .config import DeliverySettings
@@ -28,7 +28,7 @@ class DeliveryWorker:
     def __init__(
         self,
         target: str,
-        notifier: Notifier,
+        notifier: Notifier | Dispatcher,
         store: SQLiteStore,
         settings: DeliverySettings,
         on_fatal: OnFatal,
@@ -85,7 +85,10 @@ class DeliveryWorker:
             incident = Incident.model_validate_json(entry.payload)
             try:
                 async with asyncio.timeout(self.settings.timeout):  # not wait_for: see _sleep
-                    await self.notifier.notify(incident)
+                    if isinstance(self.notifier, Notifier):
+                        await self.notifier.notify(incident)
+                    else:
+                        await self.notifier.dispatch(incident)
             except asyncio.CancelledError:
                 raise
             except AuthFailed as exc:

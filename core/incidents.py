@@ -5,8 +5,11 @@ Used by ``campusguard incidents``; works against the store while the core runs (
 
 from __future__ import annotations
 
-from campusguard.sdk import Incident, IncidentStatus
+import time
 
+from campusguard.sdk import Incident, IncidentChange, IncidentStatus
+
+from .rules.jobs import status_job
 from .store import SQLiteStore
 
 S = IncidentStatus
@@ -37,17 +40,28 @@ async def change_status(store: SQLiteStore, incident_id: str, action: str, *, by
     if not by.strip():
         raise IncidentError("say who you are: --by NAME (every change is audited)")
     target = ACTIONS[action]
-    incident = await store.get_incident(incident_id)
-    if incident is None:
-        raise IncidentError(f"no incident {incident_id!r}")
-    current = IncidentStatus(incident.status)
-    if target not in TRANSITIONS[current]:
-        allowed = ", ".join(a for a, s in ACTIONS.items() if s in TRANSITIONS[current]) or "nothing (it is closed)"
-        raise IncidentError(f"incident {incident_id} is {current}: cannot {action} it; allowed: {allowed}")
-    incident.status = target
-    incident.stamp(str(target))
-    # One transaction: the new status and who set it are never apart.
-    await store.record_incident(
-        incident, (), actor=by, action=f"incident.{target}", detail={"from": str(current), "note": note}
-    )
-    return incident
+    refused: list[str] = []
+    detail: dict[str, str] = {"note": note}  # filled in with the status it had, inside the transaction
+
+    def apply(incident: Incident) -> bool:
+        current = IncidentStatus(incident.status)
+        if target not in TRANSITIONS[current]:
+            allowed = ", ".join(a for a, s in ACTIONS.items() if s in TRANSITIONS[current]) or "nothing (it is closed)"
+            refused.append(f"incident {incident_id} is {current}: cannot {action} it; allowed: {allowed}")
+            return False
+        detail["from"] = str(current)
+        incident.status = target
+        incident.revision += 1  # a change its receivers hear of: a new idempotency key
+        incident.change = IncidentChange(str(target))
+        incident.stamp(str(target))
+        return True
+
+    # One transaction: the new status, who set it, and the core's job to tell everyone are never apart.
+    # The read happens inside it too, so a concurrent change (the core escalating) is never undone.
+    changed = await store.change_incident(
+        incident_id, apply, actor=by, action=f"incident.{target}",
+        detail=detail, jobs=lambda i: [status_job(i, target, time.time())],
+    )  # fmt: skip
+    if changed is None:
+        raise IncidentError(refused[0] if refused else f"no incident {incident_id!r}")
+    return changed

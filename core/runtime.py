@@ -20,6 +20,7 @@ from campusguard.sdk import (
     CameraSource,
     CameraSourceConfig,
     ComponentContext,
+    Dispatcher,
     EventHandler,
     Incident,
     Notifier,
@@ -30,7 +31,7 @@ from .bus import InProcessBus
 from .config import ComponentSpec, ConfigInvalid, LoadedConfig, validate_components
 from .delivery import DeliveryWorker
 from .plugin_manager import PluginHost
-from .store import SQLiteStore
+from .store import Job, SQLiteStore
 from .supervisor import ComponentState, Supervised, Supervisor
 
 log = logging.getLogger("campusguard.core")
@@ -61,6 +62,7 @@ class Core:
         self.scheduler: Any = None  # DetectionScheduler, when detectors or analyzers are configured
         self.processor: Any = None
         self.rules: Any = None  # RuleEngine, when the config has [[rules]]
+        self.lifecycle: Any = None  # Lifecycle: escalations, delayed actions, people's decisions
         self._started = False
 
     # -- CoreAPI ---------------------------------------------------------------------------------
@@ -84,25 +86,51 @@ class Core:
     def camera_ids(self) -> list[str]:
         return [s.name for s in self.specs if s.table == "cameras"]
 
-    async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident:
+    async def raise_incident(
+        self, incident: Incident, targets: Sequence[str] | None = None, *, jobs: Sequence[Job] = ()
+    ) -> Incident:
+        """The SDK's ``raise_incident``; the rules also pass the incident's lifecycle ``jobs``."""
         incident.stamp(Stage.RAISED)
         targets = self.notifier_names() if targets is None else list(targets)
         incident.stamp(Stage.ENQUEUED)
-        await self.store.record_incident(incident, targets)
+        await self.store.record_incident(incident, targets, jobs=jobs)
+        self.wake_delivery(targets)
+        if jobs and self.lifecycle is not None:
+            self.lifecycle.wake()
+        self.bus.publish(INCIDENTS, incident)
+        return incident
+
+    def wake_delivery(self, targets: Sequence[str]) -> None:
         for target in targets:
             worker = self.workers.get(target)
             if worker is not None:
                 worker.wake()
-        self.bus.publish(INCIDENTS, incident)
-        return incident
+
+    def publish_incident(self, incident: Incident) -> None:
+        """Put a changed incident on the bus (the rules' dedupe, the lifecycle, the detection priority)."""
+        if self._bus is not None:
+            self._bus.publish(INCIDENTS, incident)
 
     async def update_incident(self, incident: Incident) -> Incident:
-        """Store a newer version of an incident already raised (upsert on its id).
+        """Store what detection learned since (confidence, evidence, stages) on an incident already raised.
 
-        Deliveries are not queued again and nothing is published: receivers were told once.
+        Status, revision and exercise stay as stored: a person may have changed them meanwhile, and
+        a stale copy must not undo that. Deliveries are not queued again: receivers were told once.
         """
-        await self.store.record_incident(incident, ())
-        return incident
+
+        def merge(stored: Incident) -> bool:
+            stored.confidence = incident.confidence
+            stored.evidence = incident.evidence
+            stored.stages = {**stored.stages, **incident.stages}
+            stored.change = incident.change
+            return True
+
+        merged = await self.store.change_incident(
+            incident.id, merge, actor=incident.source or "core", action="incident.updated"
+        )
+        if merged is None:
+            raise KeyError(f"no incident {incident.id!r} to update")
+        return merged
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -111,7 +139,7 @@ class Core:
         if self._load_entry_points:
             self.host.load_entry_points()
         registries = self.host.collect_registrations()
-        from .rules.validate import rule_issues
+        from .rules.validate import dispatcher_issues, rule_issues
 
         # Rules are checked along with the components, so that one run reports every issue.
         rule_problems = rule_issues(self.config)
@@ -119,6 +147,7 @@ class Core:
             specs = validate_components(self.config, registries)
         except ConfigInvalid as exc:
             raise ConfigInvalid([*exc.issues, *rule_problems]) from None
+        rule_problems += dispatcher_issues(self.config, specs)
         if rule_problems:
             raise ConfigInvalid(rule_problems)
         configured = {(s.table, s.kind) for s in specs if s.table == "event_handlers"}
@@ -159,6 +188,7 @@ class Core:
         await self.supervisor.start_all()
         self._start_detection()
         self._start_rules()
+        self._start_lifecycle()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
         log.info("campusguard started: %d components, site %r", len(self.specs), self.config.settings.core.site)
@@ -171,6 +201,9 @@ class Core:
         await self.host.call_lifecycle("campusguard_shutdown", self.config.settings.core.hook_timeout, core=self)
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
+            self.lifecycle = None
         await self.supervisor.stop_all()
         if self._bus is not None:
             await self._bus.close()
@@ -232,13 +265,22 @@ class Core:
         self.rules = RuleEngine(self, self.config.settings.rules)
         self.rules.start()
 
+    def _start_lifecycle(self) -> None:
+        # Always: people change incidents raised by plugins too, and their receivers must hear of it.
+        from .rules.actions import ActionRunner
+        from .rules.lifecycle import Lifecycle
+
+        self.lifecycle = Lifecycle(self, self.config.settings.rules, ActionRunner(self))
+        self.lifecycle.start()
+
     def notifier_names(self) -> list[str]:
         return [s.name for s in self.specs if s.table == "notifiers"]
 
     async def _component_started(self, s: Supervised) -> None:
         instance = s.instance
         fail = functools.partial(self.supervisor.fail, s.key)  # a running component reports a fatal error
-        if isinstance(instance, Notifier):
+        if isinstance(instance, Notifier | Dispatcher):
+            # Dispatchers take incidents through the outbox exactly like notifiers (rules' dispatch action).
             worker = DeliveryWorker(s.spec.name, instance, self.store, self.config.settings.delivery, on_fatal=fail)
             self.workers[s.spec.name] = worker
             worker.start()
@@ -254,7 +296,7 @@ class Core:
             ]
 
     async def _component_stopping(self, s: Supervised) -> None:
-        worker = self.workers.pop(s.spec.name, None) if s.spec.table == "notifiers" else None
+        worker = self.workers.pop(s.spec.name, None) if s.spec.table in ("notifiers", "adapters") else None
         if worker is not None:
             await worker.stop()
         runner = self.cameras.pop(s.spec.name, None) if s.spec.table == "cameras" else None

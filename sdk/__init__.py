@@ -17,6 +17,7 @@ from .bus import (
     Topic,
 )
 from .camera import CameraSourceConfig, CameraStats, MotionSettings, TamperSettings
+from .capabilities import PtzControl
 from .components import (
     ADAPTER_BASES,
     AccessControl,
@@ -115,6 +116,7 @@ __all__ = [
     "Notifier",
     "Observation",
     "Overflow",
+    "PtzControl",
     "Registration",
     "Registry",
     "Schedule",

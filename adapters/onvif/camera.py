@@ -67,6 +67,19 @@ class OnvifCamera(DecodingCamera):
             self._events.start()
         await super().start()
 
+    async def goto_preset(self, preset: str) -> str:
+        """PTZ to a preset (the ``PtzControl`` capability: rules point cameras at an incident)."""
+        from .client import connected
+        from .errors import PresetNotFound
+        from .ptz import goto_preset
+
+        async with connected(self._target()) as session:
+            try:
+                found = await goto_preset(session, preset)
+            except PresetNotFound as exc:
+                raise LookupError(str(exc)) from exc
+        return f"camera {self.name!r} moved to preset {found.name!r} ({found.token})"
+
     async def _publish(self, event: CameraEvent) -> None:
         self.context.bus.publish(CAMERA_EVENTS, event)
 

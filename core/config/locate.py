@@ -19,12 +19,20 @@ def _split_key(text: str) -> tuple[str, ...]:
     return tuple(m.group(1).strip("\"'") for m in _PART.finditer(text) if m.group(1))
 
 
-def _in_array(parts: tuple[str, ...], array_counts: dict[tuple[str, ...], int]) -> tuple[str | int, ...]:
-    """``[rules.when]`` after the second ``[[rules]]`` is ``("rules", 1, "when")``, as TOML reads it."""
-    for depth in range(len(parts) - 1, 0, -1):
-        if parts[:depth] in array_counts:
-            return (*parts[:depth], array_counts[parts[:depth]], *parts[depth:])
-    return parts
+Path = tuple[str | int, ...]
+
+
+def _in_array(parts: tuple[str, ...], array_counts: dict[Path, int]) -> Path:
+    """``[rules.when]`` after the second ``[[rules]]`` is ``("rules", 1, "when")``, as TOML reads it.
+
+    Arrays nest: ``[[rules.actions]]`` belongs to the latest ``[[rules]]``, so its count is kept per rule.
+    """
+    resolved: Path = ()
+    for depth, part in enumerate(parts, start=1):
+        resolved = (*resolved, part)
+        if depth < len(parts) and resolved in array_counts:
+            resolved = (*resolved, array_counts[resolved])
+    return resolved
 
 
 class TomlLocator:
@@ -36,7 +44,7 @@ class TomlLocator:
 
     def _index_lines(self, text: str) -> None:
         table: tuple[str | int, ...] = ()
-        array_counts: dict[tuple[str, ...], int] = {}
+        array_counts: dict[Path, int] = {}
         in_multiline = False
         for number, line in enumerate(text.splitlines(), start=1):
             # Skip the body of multi-line strings: their lines are not keys.
@@ -47,12 +55,11 @@ class TomlLocator:
             header = _HEADER.match(line)
             if header and not _KEY.match(line):
                 parts = _split_key(header.group(2))
+                table = _in_array(parts, array_counts)
                 if header.group(1) == "[[":
-                    index = array_counts.get(parts, -1) + 1
-                    array_counts[parts] = index
-                    table = (*parts, index)
-                else:
-                    table = _in_array(parts, array_counts)
+                    index = array_counts.get(table, -1) + 1
+                    array_counts[table] = index
+                    table = (*table, index)
                 self._lines.setdefault(table, number)
                 for depth in range(1, len(parts)):
                     self._lines.setdefault(parts[:depth], number)

@@ -6,6 +6,6 @@ runtime's types) is imported by the runtime when a config has rules.
 
 from __future__ import annotations
 
-from .model import Confirm, IncidentTemplate, Rule, When
+from .model import Action, Confirm, Escalation, IncidentTemplate, Rule, Verification, When
 
-__all__ = ["Confirm", "IncidentTemplate", "Rule", "When"]
+__all__ = ["Action", "Confirm", "Escalation", "IncidentTemplate", "Rule", "Verification", "When"]

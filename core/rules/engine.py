@@ -8,15 +8,28 @@ Observations arrive one at a time (one bus subscription), so the state here need
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from campusguard.sdk import OBSERVATIONS, Incident, Observation, Overflow, Stage, Subscription
+from campusguard.sdk import (
+    OBSERVATIONS,
+    Incident,
+    IncidentChange,
+    IncidentStatus,
+    Observation,
+    Overflow,
+    Stage,
+    Subscription,
+)
 from campusguard.sdk.bus import Bus
 
+from ..store import Job, SQLiteStore
+from .jobs import CLOSED, action_jobs, raise_jobs
+from .lifecycle import notify_targets, union
 from .model import Rule
 
 log = logging.getLogger("campusguard.rules")
@@ -27,12 +40,20 @@ Key = tuple[str, str, str | None]  # rule, camera, zone
 class RulesCore(Protocol):
     """What the engine needs of the core."""
 
+    store: SQLiteStore
+
     @property
     def bus(self) -> Bus: ...
 
-    async def raise_incident(self, incident: Incident, targets: Sequence[str] | None = None) -> Incident: ...
+    async def raise_incident(
+        self, incident: Incident, targets: Sequence[str] | None = None, *, jobs: Sequence[Job] = ()
+    ) -> Incident: ...
 
-    async def update_incident(self, incident: Incident) -> Incident: ...
+    def notifier_names(self) -> list[str]: ...
+
+    def wake_delivery(self, targets: Sequence[str]) -> None: ...
+
+    def publish_incident(self, incident: Incident) -> None: ...
 
 
 @dataclass
@@ -114,18 +135,23 @@ class RuleEngine:
             return
         state.open = [o for o in state.open if now - o.last_seen <= rule.dedupe_seconds]
         tracks = set(observation.track_ids)
-        for existing in state.open:
+        for existing in list(state.open):
             # Without track ids on either side, one camera+zone is one situation.
             if not tracks or not existing.track_ids or tracks & existing.track_ids:
-                await self._update(rule, existing, observation, now, tracks)
-                return
+                if await self._update(rule, existing, observation, now, tracks):
+                    return
+                state.open.remove(existing)  # a person closed it: what is seen now is a new incident
         if state.last_raised is not None and now - state.last_raised < rule.cooldown_seconds:
             log.debug(
                 "rule %r: %s on %s within cooldown, not raised", rule.name, observation.kind, observation.camera_id
             )
             return
         incident = self._incident(rule, observation)
-        await self.core.raise_incident(incident, rule.notify or None)
+        if incident.status is IncidentStatus.CONFIRMED:
+            targets = rule.notify or None
+        else:  # a person must verify it first: only the verifiers hear of it now
+            targets = rule.verifiers or rule.notify or None
+        await self.core.raise_incident(incident, targets, jobs=raise_jobs(rule, incident, time.time()))
         state.last_raised = now
         if rule.dedupe_seconds > 0:
             state.open.append(_Open(incident, now, tracks))
@@ -133,16 +159,57 @@ class RuleEngine:
 
     async def _update(
         self, rule: Rule, existing: _Open, observation: Observation, now: float, tracks: set[int]
-    ) -> None:
-        incident = existing.incident
-        incident.confidence = observation.confidence
-        incident.evidence = observation.evidence
-        incident.stamp("updated")
+    ) -> bool:
+        """Fold a repeat into the open incident; False when it was closed meanwhile."""
+
+        def refresh(stored: Incident) -> bool:
+            if IncidentStatus(stored.status) in CLOSED:
+                return False
+            stored.confidence = observation.confidence
+            stored.evidence = observation.evidence
+            stored.change = IncidentChange.UPDATED
+            stored.stamp("updated")
+            return True
+
+        store = self.core.store
+        incident = await store.change_incident(
+            existing.incident.id, refresh, actor=f"rule:{rule.name}", action="incident.updated"
+        )
+        if incident is None:
+            return False
+        existing.incident = incident
         existing.last_seen = now
         existing.track_ids |= tracks
-        await self.core.update_incident(incident)
         log.info("rule %r updated %s incident %s (confidence %.2f)", rule.name, incident.kind, incident.id,
                  incident.confidence)  # fmt: skip
+        if incident.status is IncidentStatus.VERIFYING and rule.confirms_at_once(incident.confidence):
+            await self._auto_confirm(rule, existing)
+        self.core.publish_incident(existing.incident)
+        return True
+
+    async def _auto_confirm(self, rule: Rule, existing: _Open) -> None:
+        """A repeat raised the confidence past ``auto_confirm``: confirmed without waiting for a person."""
+
+        def confirm(stored: Incident) -> bool:
+            if stored.status is not IncidentStatus.VERIFYING:
+                return False  # a person decided first
+            stored.status = IncidentStatus.CONFIRMED
+            stored.revision += 1
+            stored.change = IncidentChange.CONFIRMED
+            stored.stamp(str(IncidentStatus.CONFIRMED))
+            return True
+
+        notify = notify_targets(rule, self.core)
+        confirmed = await self.core.store.change_incident(
+            existing.incident.id, confirm, targets=lambda _i, prior: union(prior, notify), actor=f"rule:{rule.name}",
+            action="incident.confirmed", detail={"auto": True, "confidence": existing.incident.confidence},
+            jobs=lambda i: action_jobs(rule, i, time.time()),
+        )  # fmt: skip
+        if confirmed is not None:
+            existing.incident = confirmed
+            log.info("rule %r auto-confirmed incident %s at confidence %.2f", rule.name, confirmed.id,
+                     confirmed.confidence)  # fmt: skip
+            self.core.wake_delivery(union(await self.core.store.targets_of(confirmed.id)))
 
     def _incident(self, rule: Rule, observation: Observation) -> Incident:
         template = rule.incident
@@ -163,7 +230,10 @@ class RuleEngine:
             evidence.camera_id = observation.camera_id
         if not evidence.track_ids:
             evidence.track_ids = list(observation.track_ids)
+        confirmed = rule.confirms_at_once(observation.confidence)
         return Incident(
+            status=IncidentStatus.CONFIRMED if confirmed else IncidentStatus.VERIFYING,
+            rule=rule.name,
             kind=kind,
             severity=template.severity,
             title=title,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -76,6 +77,45 @@ class IncidentTemplate(BaseModel):
         return f"{fields['kind']} on {fields['camera_id']}{where}"
 
 
+class Verification(StrEnum):
+    """Who decides that an incident is real before its actions run."""
+
+    NONE = "none"  # the rule's confirmation is enough: confirmed at once
+    HUMAN = "human"  # verifying until a person runs `campusguard incidents verify`
+    AUTO = "auto"  # confirmed at once when confidence >= auto_confirm, else a person decides
+
+
+class Action(BaseModel):
+    """``[[rules.actions]]``: what happens once an incident is confirmed, after ``delay`` seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    do: Literal["notify", "dispatch", "ptz_preset"] = Field(
+        description="notify: notifiers; dispatch: dispatcher adapters; ptz_preset: point a camera"
+    )
+    targets: list[str] = Field(default_factory=list, description="notify/dispatch: notifier or adapter names")
+    camera: str | None = Field(default=None, description="ptz_preset: the camera to move")
+    preset: str | None = Field(default=None, description="ptz_preset: the preset's name or token")
+    delay: float = Field(default=0.0, ge=0, description="seconds after confirmation")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Action:
+        if self.do in ("notify", "dispatch") and not self.targets:
+            raise ValueError(f"do = {self.do!r} needs targets")
+        if self.do == "ptz_preset" and not (self.camera and self.preset):
+            raise ValueError("do = 'ptz_preset' needs camera and preset")
+        return self
+
+
+class Escalation(BaseModel):
+    """``[[rules.escalation]]``: if nobody acknowledged ``after`` seconds after it was raised, tell ``notify``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: float = Field(gt=0, description="seconds after the incident was raised")
+    notify: list[str] = Field(min_length=1, description="notifier names")
+
+
 class Rule(BaseModel):
     """One ``[[rules]]`` table."""
 
@@ -88,3 +128,29 @@ class Rule(BaseModel):
     exercise: bool = Field(default=False, description="a drill: every incident it raises says so")
     dedupe_seconds: float = Field(default=60.0, ge=0, description="repeats within this update the open incident")
     cooldown_seconds: float = Field(default=0.0, ge=0, description="after an incident, no new one for the same key")
+    verification: Verification = Verification.NONE
+    auto_confirm: float | None = Field(default=None, ge=0, le=1, description="verification = auto: the threshold")
+    verifiers: list[str] = Field(
+        default_factory=list, description="notifiers asked to verify (verification human/auto); empty: notify's"
+    )
+    actions: list[Action] = Field(default_factory=list, description="run once the incident is confirmed")
+    escalation: list[Escalation] = Field(default_factory=list, description="steps, in order of `after`")
+    escalation_repeat: float = Field(
+        default=0.0, ge=0, description="seconds between repeats of the last step until acknowledged; 0: never"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if self.verification is Verification.AUTO and self.auto_confirm is None:
+            raise ValueError("verification = 'auto' needs auto_confirm (a confidence between 0 and 1)")
+        if self.verification is not Verification.AUTO and self.auto_confirm is not None:
+            raise ValueError("auto_confirm only applies with verification = 'auto'")
+        afters = [step.after for step in self.escalation]
+        if afters != sorted(afters):
+            raise ValueError(f"escalation steps must be in order of `after`: {afters}")
+        return self
+
+    def confirms_at_once(self, confidence: float) -> bool:
+        if self.verification is Verification.NONE:
+            return True
+        return self.verification is Verification.AUTO and confidence >= (self.auto_confirm or 0.0)

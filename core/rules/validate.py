@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigIssue, LoadedConfig
+from campusguard.sdk import Dispatcher
+
+from ..config import ComponentSpec, ConfigIssue, LoadedConfig
 
 
 def _enabled(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -24,7 +26,7 @@ def rule_issues(loaded: LoadedConfig) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     seen: dict[str, int] = {}
 
-    def issue(index: int, key: tuple[str, ...], message: str) -> None:
+    def issue(index: int, key: tuple[str | int, ...], message: str) -> None:
         line = loaded.locator.line_of(("rules", index, *key))
         issues.append(ConfigIssue(loaded.display, line, f"rules.{settings.rules[index].name}", message))
 
@@ -47,4 +49,60 @@ def rule_issues(loaded: LoadedConfig) -> list[ConfigIssue]:
         for target in rule.notify:
             if target not in notifiers:
                 issue(index, ("notify",), f"notify: unknown notifier {target!r}; notifiers: {_known(notifiers)}")
+        for target in rule.verifiers:
+            if target not in notifiers:
+                issue(index, ("verifiers",), f"verifiers: unknown notifier {target!r}; notifiers: {_known(notifiers)}")
+        for step_index, step in enumerate(rule.escalation):
+            for target in step.notify:
+                if target not in notifiers:
+                    issue(
+                        index, ("escalation", step_index, "notify"),
+                        f"escalation[{step_index}].notify: unknown notifier {target!r}; notifiers: {_known(notifiers)}",
+                    )  # fmt: skip
+        issues.extend(_action_issues(loaded, index, cameras, notifiers))
+    return issues
+
+
+def _action_issues(
+    loaded: LoadedConfig, index: int, cameras: dict[str, Any], notifiers: dict[str, Any]
+) -> list[ConfigIssue]:
+    rule = loaded.settings.rules[index]
+    adapters = _enabled(loaded.settings.adapters)
+    issues: list[ConfigIssue] = []
+    for action_index, action in enumerate(rule.actions):
+        found: list[tuple[str, str]] = []  # (key, message)
+        if action.do == "notify":
+            found += [
+                ("targets", f"unknown notifier {t!r}; notifiers: {_known(notifiers)}")
+                for t in action.targets
+                if t not in notifiers
+            ]
+        elif action.do == "dispatch":
+            found += [
+                ("targets", f"unknown dispatcher {t!r}; adapters: {_known(adapters)}")
+                for t in action.targets
+                if t not in adapters
+            ]
+        elif action.camera not in cameras:
+            found.append(("camera", f"unknown camera {action.camera!r}; cameras: {_known(cameras)}"))
+        for key, message in found:
+            line = loaded.locator.line_of(("rules", index, "actions", action_index, key))
+            issues.append(
+                ConfigIssue(loaded.display, line, f"rules.{rule.name}", f"actions[{action_index}].{key}: {message}")
+            )
+    return issues
+
+
+def dispatcher_issues(loaded: LoadedConfig, specs: list[ComponentSpec]) -> list[ConfigIssue]:
+    """A dispatch action must name an adapter that is a dispatcher (known once plugins are loaded)."""
+    kinds = {s.name: s.cls for s in specs if s.table == "adapters"}
+    issues: list[ConfigIssue] = []
+    for index, rule in enumerate(loaded.settings.rules):
+        for action_index, action in enumerate(rule.actions):
+            for target in action.targets if action.do == "dispatch" else []:
+                cls = kinds.get(target)
+                if cls is not None and not issubclass(cls, Dispatcher):
+                    line = loaded.locator.line_of(("rules", index, "actions", action_index, "targets"))
+                    message = f"actions[{action_index}].targets: adapter {target!r} ({cls.kind}) is not a dispatcher"
+                    issues.append(ConfigIssue(loaded.display, line, f"rules.{rule.name}", message))
     return issues

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from campusguard.sdk import Incident
@@ -20,6 +20,24 @@ class OutboxEntry:
     payload: str
     attempts: int
     next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """Work the core must do later for an incident; ``key`` makes scheduling it twice a no-op."""
+
+    key: str
+    incident_id: str
+    kind: str
+    due_at: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DueJob:
+    seq: int
+    job: Job
+    attempts: int
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_pending ON outbox(target, status, seq);
     """,
+    # 2: durable scheduled work of the incident lifecycle: delayed actions, escalations, and the
+    # reactions to a person's status change (made by the CLI, possibly while the core is down).
+    """
+    CREATE TABLE jobs (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        key          TEXT NOT NULL UNIQUE,
+        incident_id  TEXT NOT NULL REFERENCES incidents(id),
+        kind         TEXT NOT NULL,
+        payload      TEXT NOT NULL DEFAULT '{}',
+        due_at       REAL NOT NULL,
+        status       TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        created_at   TEXT NOT NULL,
+        done_at      TEXT
+    );
+    CREATE INDEX jobs_due ON jobs(status, due_at);
+    CREATE INDEX outbox_incident ON outbox(incident_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,19 @@ import aiosqlite
 from campusguard.sdk import Incident
 from campusguard.sdk.models import utc_now
 
-from .base import AuditEntry, OutboxEntry
+from .base import AuditEntry, DueJob, Job, OutboxEntry
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 
 class StoreError(Exception):
     pass
+
+
+# Decides, inside the transaction, what a change does: edits the incident in place and returns
+# False to leave everything as it was.
+Mutation = Callable[[Incident], bool]
+# Given the changed incident and the targets that already received any version of it: who gets this one.
+TargetChoice = Callable[[Incident, list[str]], Sequence[str]]
 
 
 class SQLiteStore:
@@ -81,58 +88,161 @@ class SQLiteStore:
 
     async def record_incident(
         self, incident: Incident, targets: Sequence[str], *, actor: str | None = None,
-        action: str | None = None, detail: dict[str, Any] | None = None,
+        action: str | None = None, detail: dict[str, Any] | None = None, jobs: Sequence[Job] = (),
     ) -> None:  # fmt: skip
-        """Upsert the incident and queue its deliveries; audit it in the same transaction.
+        """Upsert the incident, queue its deliveries and schedule its jobs; audit it, all in one transaction.
 
         The audit entry is ``incident.raised`` the first time, ``incident.updated`` after, or
         ``action`` (by ``actor``, with ``detail``) when a person changed it.
         """
-        now = utc_now().isoformat()
-        body = incident.model_dump_json()
         db = self.db
         async with self._write_lock:
-            await self._record(db, incident, targets, now, body, (actor, action, detail))
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                async with db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident.id,)) as cursor:
+                    existed = await cursor.fetchone() is not None
+                await self._write(db, incident, targets, existed, (actor, action, detail), jobs)
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
 
-    async def _record(
-        self, db: aiosqlite.Connection, incident: Incident, targets: Sequence[str], now: str, body: str,
-        audit: tuple[str | None, str | None, dict[str, Any] | None],
+    async def change_incident(
+        self, incident_id: str, mutate: Mutation, *, targets: TargetChoice | None = None, actor: str,
+        action: str, detail: dict[str, Any] | None = None, jobs: Callable[[Incident], Sequence[Job]] | None = None,
+    ) -> Incident | None:  # fmt: skip
+        """Read, change and write an incident in one immediate transaction.
+
+        Every writer (the rules, the lifecycle, the CLI in another process) changes incidents this way,
+        so none overwrites another's change with a stale copy. Returns the new version, or None when
+        the incident does not exist or ``mutate`` declined.
+        """
+        db = self.db
+        async with self._write_lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                async with db.execute("SELECT body FROM incidents WHERE id = ?", (incident_id,)) as cursor:
+                    row = await cursor.fetchone()
+                incident = Incident.model_validate_json(row[0]) if row else None
+                if incident is None or not mutate(incident):
+                    await db.execute("ROLLBACK")
+                    return None
+                chosen: Sequence[str] = ()
+                if targets is not None:
+                    chosen = targets(incident, await self._targets_of(db, incident_id))
+                await self._write(db, incident, chosen, True, (actor, action, detail), jobs(incident) if jobs else ())
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        return incident
+
+    async def _targets_of(self, db: aiosqlite.Connection, incident_id: str) -> list[str]:
+        async with db.execute(
+            "SELECT target FROM outbox WHERE incident_id = ? GROUP BY target ORDER BY MIN(seq)", (incident_id,)
+        ) as cursor:
+            return [r[0] for r in await cursor.fetchall()]
+
+    async def targets_of(self, incident_id: str) -> list[str]:
+        """Every target that was sent any version of the incident, in the order they were first queued."""
+        return await self._targets_of(self.db, incident_id)
+
+    async def _write(
+        self, db: aiosqlite.Connection, incident: Incident, targets: Sequence[str], existed: bool,
+        audit: tuple[str | None, str | None, dict[str, Any] | None], jobs: Sequence[Job],
     ) -> None:  # fmt: skip
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            async with db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident.id,)) as cursor:
-                existed = await cursor.fetchone() is not None
-            await db.execute(
-                "INSERT INTO incidents (id, kind, status, exercise, created_at, updated_at, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET status=excluded.status, updated_at=excluded.updated_at,"
-                " body=excluded.body",
-                (
-                    incident.id,
-                    str(incident.kind),
-                    str(incident.status),
-                    int(incident.exercise),
-                    incident.created_at.isoformat(),
-                    now,
-                    body,
-                ),
-            )
-            await db.executemany(
+        now = utc_now().isoformat()
+        body = incident.model_dump_json()
+        await db.execute(
+            "INSERT INTO incidents (id, kind, status, exercise, created_at, updated_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET status=excluded.status, updated_at=excluded.updated_at,"
+            " body=excluded.body",
+            (
+                incident.id,
+                str(incident.kind),
+                str(incident.status),
+                int(incident.exercise),
+                incident.created_at.isoformat(),
+                now,
+                body,
+            ),
+        )
+        await db.executemany(
+            "INSERT OR IGNORE INTO outbox (idempotency_key, target, incident_id, payload, status,"
+            " next_attempt_at, enqueued_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            [(incident.delivery_key(t), t, incident.id, body, time.time(), now) for t in targets],
+        )
+        await db.executemany(
+            "INSERT OR IGNORE INTO jobs (key, incident_id, kind, payload, due_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(j.key, j.incident_id, j.kind, json.dumps(j.payload), j.due_at, now) for j in jobs],
+        )
+        actor, action, detail = audit
+        await self._insert_audit(
+            actor or incident.source or "core",
+            action or ("incident.updated" if existed else "incident.raised"),
+            incident.id,
+            detail or {"kind": str(incident.kind), "exercise": incident.exercise, "targets": list(targets)},
+        )
+
+    async def enqueue_deliveries(self, incident: Incident, targets: Sequence[str]) -> None:
+        """Queue this version of the incident for ``targets`` (idempotent per version and target)."""
+        now = utc_now().isoformat()
+        body = incident.model_dump_json()
+        async with self._write_lock:
+            await self.db.executemany(
                 "INSERT OR IGNORE INTO outbox (idempotency_key, target, incident_id, payload, status,"
                 " next_attempt_at, enqueued_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                 [(incident.delivery_key(t), t, incident.id, body, time.time(), now) for t in targets],
             )
-            actor, action, detail = audit
-            await self._insert_audit(
-                actor or incident.source or "core",
-                action or ("incident.updated" if existed else "incident.raised"),
-                incident.id,
-                detail or {"kind": str(incident.kind), "exercise": incident.exercise, "targets": list(targets)},
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    async def schedule_jobs(self, jobs: Sequence[Job]) -> None:
+        now = utc_now().isoformat()
+        async with self._write_lock:
+            await self.db.executemany(
+                "INSERT OR IGNORE INTO jobs (key, incident_id, kind, payload, due_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(j.key, j.incident_id, j.kind, json.dumps(j.payload), j.due_at, now) for j in jobs],
             )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+
+    async def next_job_due(self) -> float | None:
+        """When the earliest pending job is due (epoch seconds), or None."""
+        async with self.db.execute("SELECT MIN(due_at) FROM jobs WHERE status = 'pending'") as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def due_jobs(self, now: float, limit: int = 50) -> list[DueJob]:
+        async with self.db.execute(
+            "SELECT seq, key, incident_id, kind, payload, due_at, attempts FROM jobs"
+            " WHERE status = 'pending' AND due_at <= ? ORDER BY due_at, seq LIMIT ?",
+            (now, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [DueJob(r[0], Job(r[1], r[2], r[3], r[5], json.loads(r[4])), r[6]) for r in rows]
+
+    async def finish_job(self, seq: int, *, failed: str | None = None) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "UPDATE jobs SET status = ?, attempts = attempts + 1, last_error = ?, done_at = ? WHERE seq = ?",
+                ("failed" if failed else "done", failed, utc_now().isoformat(), seq),
+            )
+
+    async def retry_job(self, seq: int, error: str, due_at: float) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "UPDATE jobs SET attempts = attempts + 1, last_error = ?, due_at = ? WHERE seq = ?",
+                (error[:2000], due_at, seq),
+            )
+
+    async def jobs_of(self, incident_id: str) -> list[tuple[str, str, str]]:
+        """``(key, kind, status)`` of every job of an incident, for the CLI and tests."""
+        async with self.db.execute(
+            "SELECT key, kind, status FROM jobs WHERE incident_id = ? ORDER BY seq", (incident_id,)
+        ) as cursor:
+            return [(r[0], r[1], r[2]) for r in await cursor.fetchall()]
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         async with self.db.execute("SELECT body FROM incidents WHERE id = ?", (incident_id,)) as cursor:
