@@ -1,0 +1,3 @@
+"""Registers the CAP dispatchers."""
+
+from __future__ import annotations
