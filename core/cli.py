@@ -216,6 +216,19 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return asyncio.run(act())
 
 
+def cmd_doors(args: argparse.Namespace) -> int:
+    from .config import ConfigInvalid, load_config
+    from .doors.cli import cmd_doors as run_doors
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        loaded = load_config(_config_path(args.config))
+    except ConfigInvalid as exc:
+        _print_issues(exc)
+        return 1
+    return run_doors(args, loaded)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -280,6 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--config", "-c", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
     p.set_defaults(func=cmd_incidents)
+
+    p = sub.add_parser("doors", help="doors and scenarios: list, status, lockdown, release, unlock (audited)")
+    p.add_argument("action", choices=["list", "status", "lockdown", "release", "unlock"])
+    p.add_argument("target", nargs="?", help="the scenario (lockdown, release) or door (unlock)")
+    p.add_argument("--by", help="who you are (required: every door command is audited)")
+    p.add_argument("--reason", default="", help="why, for the audit log")
+    p.add_argument("--exercise", action="store_true", help="a drill: every command and message says so")
+    p.add_argument("--dry-run", action="store_true", help="check and audit what would happen; no door moves")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--config", "-c", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_doors)
 
     p = sub.add_parser("models", help="install the models the built-in detectors use (never at run time)")
     p.add_argument("action", choices=["install", "list"])

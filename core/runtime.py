@@ -30,6 +30,7 @@ from campusguard.sdk import (
 from .bus import InProcessBus
 from .config import ComponentSpec, ConfigInvalid, LoadedConfig, validate_components
 from .delivery import DeliveryWorker
+from .doors.gate import DoorGate, publisher
 from .plugin_manager import PluginHost
 from .store import Job, SQLiteStore
 from .supervisor import ComponentState, Supervised, Supervisor
@@ -63,6 +64,10 @@ class Core:
         self.processor: Any = None
         self.rules: Any = None  # RuleEngine, when the config has [[rules]]
         self.lifecycle: Any = None  # Lifecycle: escalations, delayed actions, people's decisions
+        # Every door command, from rules or people, passes this gate: safety checks and audit.
+        self.control: Any = None  # ControlServer: the local socket the CLI talks to
+        self._include: Callable[[str], bool] | None = None
+        self.doors = DoorGate(self.store, settings.doors, settings.scenarios, lambda: self.loaded("adapters"))
         self._started = False
 
     # -- CoreAPI ---------------------------------------------------------------------------------
@@ -139,6 +144,7 @@ class Core:
         if self._load_entry_points:
             self.host.load_entry_points()
         registries = self.host.collect_registrations()
+        from .doors.validate import door_issues
         from .rules.validate import dispatcher_issues, rule_issues
 
         # Rules are checked along with the components, so that one run reports every issue.
@@ -147,7 +153,7 @@ class Core:
             specs = validate_components(self.config, registries)
         except ConfigInvalid as exc:
             raise ConfigInvalid([*exc.issues, *rule_problems]) from None
-        rule_problems += dispatcher_issues(self.config, specs)
+        rule_problems += dispatcher_issues(self.config, specs) + door_issues(self.config, specs)
         if rule_problems:
             raise ConfigInvalid(rule_problems)
         configured = {(s.table, s.kind) for s in specs if s.table == "event_handlers"}
@@ -171,9 +177,11 @@ class Core:
         """Start the store, the bus and every component (of the tables ``include`` accepts)."""
         if not self.specs:
             self.prepare()
+        self._include = include
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         self._bus = InProcessBus()
+        self.doors._publish = publisher(self._bus)
         for spec in self.specs:
             if include is not None and not include(spec.table):
                 continue
@@ -189,6 +197,7 @@ class Core:
         self._start_detection()
         self._start_rules()
         self._start_lifecycle()
+        await self._start_control()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
         log.info("campusguard started: %d components, site %r", len(self.specs), self.config.settings.core.site)
@@ -204,6 +213,9 @@ class Core:
         if self.lifecycle is not None:
             await self.lifecycle.stop()
             self.lifecycle = None
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
         await self.supervisor.stop_all()
         if self._bus is not None:
             await self._bus.close()
@@ -264,6 +276,16 @@ class Core:
 
         self.rules = RuleEngine(self, self.config.settings.rules)
         self.rules.start()
+
+    async def _start_control(self) -> None:
+        """The CLI's way in (doors); only a full core listens, not the CLI's own adapters-only one."""
+        if self._include is not None:
+            return
+        from .control import ControlServer, control_path
+        from .doors.service import handlers
+
+        self.control = ControlServer(control_path(self.data_dir), handlers(self.doors))
+        await self.control.start()
 
     def _start_lifecycle(self) -> None:
         # Always: people change incidents raised by plugins too, and their receivers must hear of it.

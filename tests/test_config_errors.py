@@ -184,3 +184,13 @@ def test_bad_config_starts_nothing(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "unknown key 'timeoutt'" in result.stderr
     assert not (tmp_path / "var").exists()
+
+
+def test_an_error_about_a_whole_table_never_prints_its_values(tmp_path: Path) -> None:
+    """A rule-level error shows the table's keys, never values that could be secrets."""
+    path = tmp_path / "plugins.toml"
+    path.write_text('[[rules]]\nname = "auto"\nverification = "auto"\nverifiers = ["hunter22"]\n')
+    result = subprocess.run([CLI, "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "hunter22" not in result.stderr
+    assert "a table with keys name, verification, verifiers" in result.stderr

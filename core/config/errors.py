@@ -36,6 +36,9 @@ def _is_secret_field(model: type[BaseModel] | None, name: str | int) -> bool:
 def _describe_input(value: Any, secret: bool) -> str:
     if secret:
         return "(hidden)"
+    if isinstance(value, dict):
+        # A whole table may hold secrets (a password beside the key that was wrong): name its keys only.
+        return f"a table with keys {', '.join(map(str, value)) or 'none'}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ..doors.model import DoorSettings, ScenarioSettings
 from ..rules.model import Rule
 
 # Tables of component instances, and the registration hook that fills each one's registry.
@@ -100,3 +101,5 @@ class Settings(BaseModel):
     adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     event_handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list, description="[[rules]]: observations to incidents")
+    doors: dict[str, DoorSettings] = Field(default_factory=dict, description="[doors.NAME]: doors and their adapter")
+    scenarios: dict[str, ScenarioSettings] = Field(default_factory=dict, description="[scenarios.NAME]: door sets")

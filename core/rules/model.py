@@ -90,12 +90,14 @@ class Action(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    do: Literal["notify", "dispatch", "ptz_preset"] = Field(
-        description="notify: notifiers; dispatch: dispatcher adapters; ptz_preset: point a camera"
+    do: Literal["notify", "dispatch", "ptz_preset", "door_scenario"] = Field(
+        description="notify: notifiers; dispatch: dispatcher adapters; ptz_preset: point a camera; "
+        "door_scenario: start a [scenarios.NAME] (rules may only secure doors)"
     )
     targets: list[str] = Field(default_factory=list, description="notify/dispatch: notifier or adapter names")
     camera: str | None = Field(default=None, description="ptz_preset: the camera to move")
     preset: str | None = Field(default=None, description="ptz_preset: the preset's name or token")
+    scenario: str | None = Field(default=None, description="door_scenario: the scenario's name")
     delay: float = Field(default=0.0, ge=0, description="seconds after confirmation")
 
     @model_validator(mode="after")
@@ -104,6 +106,8 @@ class Action(BaseModel):
             raise ValueError(f"do = {self.do!r} needs targets")
         if self.do == "ptz_preset" and not (self.camera and self.preset):
             raise ValueError("do = 'ptz_preset' needs camera and preset")
+        if self.do == "door_scenario" and not self.scenario:
+            raise ValueError("do = 'door_scenario' needs scenario")
         return self
 
 

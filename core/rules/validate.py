@@ -83,6 +83,10 @@ def _action_issues(
                 for t in action.targets
                 if t not in adapters
             ]
+        elif action.do == "door_scenario":
+            scenarios = loaded.settings.scenarios
+            if action.scenario not in scenarios:
+                found.append(("scenario", f"unknown scenario {action.scenario!r}; scenarios: {_known(scenarios)}"))
         elif action.camera not in cameras:
             found.append(("camera", f"unknown camera {action.camera!r}; cameras: {_known(cameras)}"))
         for key, message in found:

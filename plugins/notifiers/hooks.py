@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from campusguard.sdk import Notifier, Registry, hookimpl
 
+from .apprise_notifier import AppriseNotifier
+from .email import EmailNotifier
 from .log import LogNotifier
+from .mqtt import MqttNotifier
 from .webhook import WebhookNotifier
 
 
@@ -12,3 +15,6 @@ from .webhook import WebhookNotifier
 def campusguard_register_notifiers(registry: Registry[Notifier]) -> None:
     registry.add(LogNotifier)
     registry.add(WebhookNotifier)
+    registry.add(MqttNotifier)
+    registry.add(EmailNotifier)
+    registry.add(AppriseNotifier)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from typing import Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, JsonValue, SecretStr, field_validator
 
 from campusguard.sdk import AuthFailed, Incident, Notifier, NotReady
+
+from .message import check_tree, render_tree
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -21,7 +24,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 class WebhookNotifier(Notifier):
     """Headers: ``Idempotency-Key``, ``X-Campusguard-Timestamp``, ``X-Campusguard-Signature``,
     ``X-Campusguard-Exercise``. A 2xx answer is delivered; 401/403 stops the notifier (credentials);
-    anything else is retried from the outbox."""
+    anything else is retried from the outbox. The body is the incident's JSON, or ``template``
+    rendered (for Slack, Teams and other receivers that expect their own shape)."""
 
     kind = "webhook"
 
@@ -32,6 +36,17 @@ class WebhookNotifier(Notifier):
         secret: SecretStr | None = Field(default=None, description='HMAC key; use { env = "NAME" }')
         timeout: float = Field(default=5.0, gt=0, description="seconds per request")
         headers: dict[str, str] = Field(default_factory=dict)
+        template: dict[str, JsonValue] | None = Field(
+            default=None,
+            description="JSON body to send instead of the incident; its strings are templates (docs/notifiers.md)",
+        )
+
+        @field_validator("template")
+        @classmethod
+        def _placeholders(cls, value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
+            if value is not None:
+                check_tree(value)  # an unknown field is a config error, not a failed alert
+            return value
 
     async def start(self) -> None:
         import httpx  # imported here so that listing plugins stays fast
@@ -49,7 +64,11 @@ class WebhookNotifier(Notifier):
         import httpx
 
         assert isinstance(self.config, WebhookNotifier.Config)
-        body = incident.model_dump_json().encode()
+        if self.config.template is None:
+            body = incident.model_dump_json().encode()
+        else:
+            rendered = render_tree(self.config.template, incident, self.name)
+            body = json.dumps(rendered, ensure_ascii=False, separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",

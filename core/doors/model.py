@@ -1,0 +1,63 @@
+"""``[doors.NAME]`` and ``[scenarios.NAME]`` in plugins.toml."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from campusguard.sdk import DoorAction
+
+
+class DoorSettings(BaseModel):
+    """One door, and the access-control adapter that drives it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="what people call it; default: the table's name")
+    via: str = Field(description="the access-control adapter ([adapters.NAME]) that drives this door")
+    adapter_door: str | None = Field(default=None, description="the door's id in that adapter; default: the name")
+    zone: str | None = Field(default=None, description="the campus zone it belongs to (scenarios select by zone)")
+    camera: str | None = Field(default=None, description="the camera that watches it (tailgating, events)")
+    egress: bool = Field(default=False, description="on an egress path: people must always be able to leave")
+    locks: Literal["outside", "both"] = Field(
+        default="outside",
+        description="outside: locking secures entry only, free egress hardware (panic bar, REX) stays; "
+        "both: the lock also holds the door from inside (e.g. a maglock) — never locked if egress",
+    )
+
+
+class ScenarioKind(StrEnum):
+    """What a scenario does to its doors (the names school districts use)."""
+
+    LOCKDOWN = "lockdown"  # secure every door of the scenario from outside
+    SECURE_PERIMETER = "secure_perimeter"  # lock the outside doors, business as usual inside
+    HOLD = "hold"  # stay in rooms: no door changes, people are told
+    EVACUATE_UNLOCK = "evacuate_unlock"  # unlock the way out: a person must order it
+
+
+# Which door command each scenario sends, and which one releases it.
+SCENARIO_ACTIONS: dict[ScenarioKind, DoorAction | None] = {
+    ScenarioKind.LOCKDOWN: DoorAction.LOCKDOWN,
+    ScenarioKind.SECURE_PERIMETER: DoorAction.LOCK,
+    ScenarioKind.HOLD: None,
+    ScenarioKind.EVACUATE_UNLOCK: DoorAction.UNLOCK,
+}
+RELEASE_ACTIONS: dict[ScenarioKind, DoorAction | None] = {
+    ScenarioKind.LOCKDOWN: DoorAction.LOCKDOWN_RELEASE,
+    ScenarioKind.SECURE_PERIMETER: DoorAction.UNLOCK,
+    ScenarioKind.HOLD: None,
+    ScenarioKind.EVACUATE_UNLOCK: DoorAction.LOCK,
+}
+
+
+class ScenarioSettings(BaseModel):
+    """A named set of doors and what to do to them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ScenarioKind
+    doors: list[str] = Field(default_factory=list, description="door names")
+    zones: list[str] = Field(default_factory=list, description="every door of these zones")
+    description: str = ""
