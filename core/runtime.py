@@ -23,6 +23,8 @@ from campusguard.sdk import (
     Dispatcher,
     EventHandler,
     Incident,
+    IncidentChange,
+    IncidentStatus,
     Notifier,
     Stage,
 )
@@ -104,6 +106,27 @@ class Core:
             self.lifecycle.wake()
         self.bus.publish(INCIDENTS, incident)
         return incident
+
+    async def resolve_incident(self, incident_id: str, *, actor: str, note: str = "") -> Incident | None:
+        """Close an incident the core itself saw end (a camera back online); its receivers hear of it."""
+
+        def resolve(incident: Incident) -> bool:
+            if IncidentStatus(incident.status) in (IncidentStatus.RESOLVED, IncidentStatus.DISMISSED):
+                return False
+            incident.status = IncidentStatus.RESOLVED
+            incident.revision += 1
+            incident.change = IncidentChange.RESOLVED
+            incident.stamp(str(IncidentStatus.RESOLVED))
+            return True
+
+        resolved = await self.store.change_incident(
+            incident_id, resolve, targets=lambda _i, prior: prior, actor=actor, action="incident.resolved",
+            detail={"note": note},
+        )  # fmt: skip
+        if resolved is not None:
+            self.wake_delivery(await self.store.targets_of(incident_id))
+            self.publish_incident(resolved)
+        return resolved
 
     def wake_delivery(self, targets: Sequence[str]) -> None:
         for target in targets:

@@ -37,6 +37,7 @@ from .errors import AuthFailed, CampusguardError, ConfigError, NotReady
 from .geometry import Line, Zone
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .models import (
+    CAMERA_AVAILABILITY,
     Box,
     CameraEvent,
     CameraEventKind,
@@ -69,6 +70,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ADAPTER_BASES",
+    "CAMERA_AVAILABILITY",
     "CAMERA_EVENTS",
     "DOOR_COMMANDS",
     "DOOR_EVENTS",

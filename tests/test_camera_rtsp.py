@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from peers.rtsp import SAMPLE, RtspServer, free_port
 
-from campusguard.sdk import FRAMES, Frame
+from campusguard.sdk import CAMERA_AVAILABILITY, CAMERA_EVENTS, FRAMES, CameraEvent, Frame
 from campusguard.sdk.testing import RecordingNotifier, RecordingPlugin
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,17 @@ async def wait_until(predicate, timeout: float, what: str) -> float:  # type: ig
     return time.monotonic() - start
 
 
-kinds = RecordingNotifier.kinds
+def kinds(camera: str) -> list[str]:
+    """The kinds of the incidents raised on ``camera``, in order (later revisions are changes, not new ones)."""
+    return [str(i.kind) for i in RecordingNotifier.received if i.camera_id == camera and i.revision == 0]
+
+
+def resolved(camera: str, kind: str) -> int:
+    return sum(
+        1 for i in RecordingNotifier.received if i.camera_id == camera and i.kind == kind and i.change == "resolved"
+    )
+
+
 PLUGINS = {"recorder": RecordingPlugin()}
 
 
@@ -75,6 +85,13 @@ tamper.enabled = false
     frames = FrameLog()
     async with campusguard_core(config, plugins=PLUGINS, entry_points=True) as core:
         core.api.bus.subscribe(FRAMES, frames, name="test")
+        availability: list[tuple[str, bool | None]] = []
+
+        async def on_camera_event(event: CameraEvent) -> None:
+            if event.topic == CAMERA_AVAILABILITY:
+                availability.append((event.camera_id, event.active))
+
+        core.api.bus.subscribe(CAMERA_EVENTS, on_camera_event, name="test-availability")
         await wait_until(lambda: frames.count("gate") >= 5, 10, "first frames from the RTSP camera")
         resume_times = []
         for outage in range(3):
@@ -88,10 +105,12 @@ tamper.enabled = false
             await wait_until(lambda n=outage: kinds("gate").count("camera_online") == n + 1, 5, "camera_online")
             assert yard_during >= 3, "the other camera was disturbed by the outage"
             await asyncio.sleep(0.5)
-        await core.wait_delivered("recorder", 6)
+        await core.wait_delivered("recorder", 9)  # 3 offline, each resolved when frames returned, 3 online
         assert core.state("cameras", "gate") == "loaded"
         assert core.component("cameras", "gate").stats.reconnects >= 3  # type: ignore[attr-defined]
     assert kinds("gate") == ["camera_offline", "camera_online"] * 3
+    assert resolved("gate", "camera_offline") == 3  # closed when the camera came back: nothing left open
+    assert availability == [("gate", False), ("gate", True)] * 3  # dashboards (MQTT) follow the bus
     assert kinds("yard") == []
     assert max(resume_times) < 5.0
     print("frames resumed after", [f"{t:.2f}s" for t in resume_times])

@@ -1,7 +1,8 @@
 """One runner per started camera: takes its frames, gates them on motion, watches its health.
 
 - A stall (no frame for ``stall_timeout``) raises one ``camera_offline`` incident; the first frame
-  after it raises one ``camera_online``.
+  after it resolves that incident and raises one ``camera_online`` notice (already resolved: nothing
+  for a person to handle). Both also go on the ``camera_events`` topic as availability events.
 - Motion and tamper checks run in the camera's own worker thread, never on the event loop.
 - Frames go out on the ``frames`` topic (drop-oldest: detection always sees the latest).
 - ``AuthFailed`` from the source stops that camera (``failed``); other cameras never notice.
@@ -17,15 +18,20 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from campusguard.sdk import (
+    CAMERA_AVAILABILITY,
+    CAMERA_EVENTS,
     FRAMES,
     AuthFailed,
     Box,
+    CameraEvent,
+    CameraEventKind,
     CameraSource,
     CameraSourceConfig,
     CoreAPI,
     Frame,
     Incident,
     IncidentKind,
+    IncidentStatus,
     Severity,
 )
 
@@ -57,6 +63,7 @@ class CameraRunner:
         self.frames_seen = 0
         self.frames_moving = 0
         self.incidents: list[Incident] = []
+        self._offline_incident: Incident | None = None
 
     def start(self) -> None:
         self._tasks = [
@@ -85,8 +92,7 @@ class CameraRunner:
                 self.last_frame_at = time.monotonic()
                 self.frames_seen += 1
                 if self.offline:
-                    self.offline = False
-                    await self._raise(IncidentKind.CAMERA_ONLINE, Severity.INFO, f"Camera {self.name!r} is back online")
+                    await self._back_online()
                 await loop.run_in_executor(self._worker, self._inspect, frame)
                 self.core.bus.publish(FRAMES, frame)
         except AuthFailed as exc:
@@ -139,8 +145,9 @@ class CameraRunner:
             silent = time.monotonic() - self.last_frame_at
             if silent >= timeout and not self.offline:
                 self.offline = True
+                self._publish_availability(False)
                 reason = self.source.stats.last_error or "no frames"
-                await self._raise(
+                self._offline_incident = await self._raise(
                     IncidentKind.CAMERA_OFFLINE,
                     Severity.MODERATE,
                     f"Camera {self.name!r} offline: no frame for {silent:.0f} s ({reason})",
@@ -156,10 +163,30 @@ class CameraRunner:
         )  # fmt: skip
         return now, self.frames_seen, self.frames_moving
 
-    async def _raise(self, kind: IncidentKind, severity: Severity, title: str) -> None:
+    async def _back_online(self) -> None:
+        self.offline = False
+        self._publish_availability(True)
+        offline, self._offline_incident = self._offline_incident, None
+        resolve = getattr(self.core, "resolve_incident", None)  # the embedded core's; a stub core has none
+        if offline is not None and resolve is not None:
+            await resolve(offline.id, actor=f"camera:{self.name}", note="frames arrive again")
+        await self._raise(
+            IncidentKind.CAMERA_ONLINE, Severity.INFO, f"Camera {self.name!r} is back online", IncidentStatus.RESOLVED
+        )
+
+    def _publish_availability(self, online: bool) -> None:
+        event = CameraEvent(
+            camera_id=self.name, topic=CAMERA_AVAILABILITY, kind=CameraEventKind.AVAILABILITY, active=online
+        )
+        self.core.bus.publish(CAMERA_EVENTS, event)
+
+    async def _raise(
+        self, kind: IncidentKind, severity: Severity, title: str, status: IncidentStatus = IncidentStatus.NEW
+    ) -> Incident:
         incident = Incident(
-            kind=kind, severity=severity, title=title, camera_id=self.name, source=f"camera:{self.name}"
+            kind=kind, severity=severity, title=title, camera_id=self.name, source=f"camera:{self.name}", status=status
         )  # fmt: skip
         self.incidents.append(incident)
         log.warning("%s", title)
         await self.core.raise_incident(incident)
+        return incident

@@ -1,13 +1,14 @@
 """Typed, JSON-serialisable models: what flows between plugins and the core."""
 
 from .base import Message, StageStamp, new_id, utc_now
-from .camera_events import CameraEvent, CameraEventKind
+from .camera_events import CAMERA_AVAILABILITY, CameraEvent, CameraEventKind
 from .doors import DoorAction, DoorCommand, DoorEvent, DoorEventKind
 from .incidents import Incident, IncidentChange, IncidentKind, IncidentStatus, Location, Severity, Stage
 from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track, TrackPoint
 from .visitors import Visitor
 
 __all__ = [
+    "CAMERA_AVAILABILITY",
     "Box",
     "CameraEvent",
     "CameraEventKind",

@@ -15,7 +15,12 @@ class CameraEventKind(StrEnum):
     TAMPER = "tamper"
     ANALYTICS = "analytics"
     DIGITAL_INPUT = "digital_input"
+    AVAILABILITY = "availability"  # campusguard's own: frames stopped (active=False) or came back (True)
     OTHER = "other"
+
+
+#: ``CameraEvent.topic`` of the availability events the core publishes for every camera.
+CAMERA_AVAILABILITY = "campusguard/CameraAvailability"
 
 
 class CameraEvent(Message):
