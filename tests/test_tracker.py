@@ -122,18 +122,46 @@ def test_a_flag_persists_while_the_object_is_unseen(tmp_path: Path) -> None:
     assert len(again.history) == 3  # only the frames it was seen (confirmed on its second)
 
 
-def test_a_track_lost_longer_than_the_buffer_ends_with_its_flags(tmp_path: Path) -> None:
-    tr = tracker(tmp_path, lost_seconds=0.5)
+def test_a_track_lost_longer_than_buffer_and_handover_ends_with_its_flags(tmp_path: Path) -> None:
+    tr = tracker(tmp_path, lost_seconds=0.5, flag_handover_seconds=1.0)
     for n in range(3):
         tracks = tr.step(frame_at(n * 0.2), [person(100, 100)])
     (track,) = tracks
     track.flags.add("armed")
-    for n in range(3, 10):
+    for n in range(3, 15):  # 2.4 s unseen: past the buffer and the handover window
         tr.step(frame_at(n * 0.2), [])
-    for n in range(10, 12):
+    for n in range(15, 17):
         tracks = tr.step(frame_at(n * 0.2), [person(100, 100)])
     (new,) = tracks
     assert new.track_id != track.track_id and new.flags == set()
+
+
+def test_an_armed_person_whose_id_switched_stays_armed(tmp_path: Path) -> None:
+    tr = tracker(tmp_path, lost_seconds=0.5)  # handover: 3 s by default
+    for n in range(3):
+        tracks = tr.step(frame_at(n * 0.2), [person(100 + 4 * n, 100)])
+    (armed,) = tracks
+    armed.flags.add("armed")
+    for n in range(3, 10):  # behind a pillar for 1.4 s: the library forgets the id
+        tr.step(frame_at(n * 0.2), [])
+    # Out again a little further on, with someone else across the room.
+    for n in range(10, 12):
+        tracks = tr.step(frame_at(n * 0.2), [person(130, 104), person(500, 300)])
+    by_x = sorted(tracks, key=lambda t: t.box.x1)
+    assert by_x[0].track_id != armed.track_id and by_x[0].flags == {"armed"}
+    assert by_x[1].flags == set()
+
+
+def test_someone_next_to_an_armed_person_still_tracked_is_not_armed(tmp_path: Path) -> None:
+    tr = tracker(tmp_path)
+    for n in range(3):
+        tracks = tr.step(frame_at(n * 0.2), [person(100, 100)])
+    (armed,) = tracks
+    armed.flags.add("armed")
+    for n in range(3, 6):  # a second person walks up beside them
+        tracks = tr.step(frame_at(n * 0.2), [person(100, 100), person(125, 100)])
+    flags = {t.track_id: t.flags for t in tracks}
+    assert flags[armed.track_id] == {"armed"} and [f for i, f in flags.items() if i != armed.track_id] == [set()]
 
 
 def test_cameras_are_tracked_apart(tmp_path: Path) -> None:

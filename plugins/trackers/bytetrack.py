@@ -71,6 +71,12 @@ class ByteTrackConfig(BaseModel):
         default="associate", description="other labels: returned from their first sighting, or dropped"
     )
     history: int = Field(default=64, ge=1, description="track points kept per track")
+    flag_handover_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="a new track where a flagged one was lost this recently (within one box size) inherits its "
+        "flags (an armed person whose id switched stays armed); 0: never",
+    )
 
 
 def _engine(config: ByteTrackConfig, frame_rate: float) -> BaseTracker:
@@ -113,6 +119,7 @@ class _CameraState:
     others: dict[int, Track] = field(default_factory=dict)  # labels outside `labels`, by our id
     next_id: int = 1
     last_time: float | None = None
+    departed: list[Track] = field(default_factory=list)  # flagged tracks the library forgot, for handover
     # A cancelled update's thread may still be running when the next frame comes: one step at a time.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -190,23 +197,27 @@ class ByteTrack(Tracker):
         result = engine.update(
             sv.Detections(xyxy=xyxy, confidence=scores, data={"i": np.arange(len(dets))}), timestamp=now
         )
-        seen: list[Track] = []
         indices = np.asarray(result.data.get("i", np.empty(0, dtype=int)))
         ids = result.tracker_id if result.tracker_id is not None else np.empty(0, dtype=int)
-        for index, library_id in zip(indices.tolist(), ids.tolist(), strict=True):
-            if library_id < 0:
-                continue  # not confirmed yet, or a low score that matched nothing
-            seen.append(self._observe(state, frame, (label, library_id), dets[index]))
-        # Forget what the library forgot (lost longer than the buffer): its flags end with it.
+        # Not confirmed yet, or a low score that matched nothing: -1.
+        matched = [((label, i), dets[d]) for d, i in zip(indices.tolist(), ids.tolist(), strict=True) if i >= 0]
+        seen_keys = {key for key, _ in matched}
+        seen = [self._observe(state, frame, key, det, seen_keys) for key, det in matched]
+        # Forget what the library forgot (lost longer than the buffer); flagged ones wait for a handover.
         alive = {int(t.tracker_id) for t in engine.tracks}
         for key in [k for k in state.tracks if k[0] == label and k[1] not in alive]:
-            del state.tracks[key]
+            gone = state.tracks.pop(key)
+            if gone.flags and self.cfg.flag_handover_seconds > 0:
+                state.departed.append(gone)
         return seen
 
-    def _observe(self, state: _CameraState, frame: Frame, key: tuple[str, int], det: Detection) -> Track:
+    def _observe(
+        self, state: _CameraState, frame: Frame, key: tuple[str, int], det: Detection, seen_now: set[tuple[str, int]]
+    ) -> Track:
         track = state.tracks.get(key)
         if track is None:
             track = state.tracks[key] = self._new_track(state, frame, det)
+            self._hand_over_flags(state, frame, track, seen_now)
         else:
             self._refresh(track, frame, det)
         self._remember(track, det, frame)
@@ -223,6 +234,32 @@ class ByteTrack(Tracker):
             last_seen=frame.captured,
             keypoints=det.keypoints,
         )
+
+    def _hand_over_flags(self, state: _CameraState, frame: Frame, track: Track, seen_now: set[tuple[str, int]]) -> None:
+        """A new id where a flagged track was just lost is most likely the same person (an id switch).
+
+        Only tracks not seen in this frame count, so someone standing next to an armed person who is
+        still tracked never inherits the flag.
+        """
+        window = self.cfg.flag_handover_seconds
+        if window <= 0:
+            return
+        now = frame.captured.monotonic
+        state.departed = [t for t in state.departed if now - t.last_seen.monotonic <= window]
+        lost = [t for k, t in state.tracks.items() if t.flags and k not in seen_now and t is not track]
+        candidates = [
+            t for t in (*lost, *state.departed)
+            if t.label == track.label and now - t.last_seen.monotonic <= window
+        ]  # fmt: skip
+        if not candidates:
+            return
+        nearest = min(candidates, key=lambda t: _centre_distance(t.box, track.box))
+        if _centre_distance(nearest.box, track.box) < 1.0:
+            track.flags |= nearest.flags
+            self.log.info(
+                "camera %r: track %d takes over %s from lost track %d",
+                frame.camera_id, track.track_id, sorted(nearest.flags), nearest.track_id,
+            )  # fmt: skip
 
     @staticmethod
     def _refresh(track: Track, frame: Frame, det: Detection) -> None:
