@@ -30,6 +30,11 @@ from campusguard.sdk import (
 from campusguard.sdk.testing import StubCore, make_context, make_frame, make_incident
 
 
+@pytest.fixture(autouse=True)
+def _fast_finds() -> None:
+    Finds.delay = 0.0  # a test that slows the detector down never slows the next one
+
+
 def person(x: float = 10) -> Detection:
     return Detection(box=Box(x1=x, y1=10, x2=x + 20, y2=60), label="person", score=0.9)
 
@@ -204,6 +209,5 @@ tamper.enabled = false
             if {o.camera_id for o in observations} == {"yard", "hall"} and len(observations) >= 10:
                 break
             await asyncio.sleep(0.01)
-    Finds.delay = 0.0
     assert {o.camera_id for o in observations} == {"yard", "hall"}
     assert any(len(batch) == 2 for batch in Finds.batches)  # both cameras in one detector call

@@ -160,7 +160,9 @@ class FrameProcessor:
         tracker = self.tracker_for(camera)
         if result.detected and tracker is not None:
             try:
-                result.tracks = await asyncio.wait_for(tracker.update(frame, result.detections), self.deadline)
+                # asyncio.timeout, not wait_for: no task per frame (wait_for makes one on 3.11).
+                async with asyncio.timeout(self.deadline):
+                    result.tracks = await tracker.update(frame, result.detections)
                 self._last_tracks[camera] = result.tracks
             except Exception as exc:
                 self._failed("tracker", tracker.name, exc)
@@ -172,18 +174,20 @@ class FrameProcessor:
         if activity.due():
             log.info("camera %r: %s", camera, activity.report())
             self.activity[camera] = CameraActivity(reports=activity.reports + 1)
-        analyzers = [(n, a) for n, a in self._analyzers().items() if applies_to(a, camera)]
-        outcomes = await asyncio.gather(
-            *(asyncio.wait_for(a.analyze(frame, result.tracks), self.deadline) for _, a in analyzers),
-            return_exceptions=True,
-        )
-        for (name, _), outcome in zip(analyzers, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                if not isinstance(outcome, Exception):
-                    raise outcome
-                self._failed("analyzer", name, outcome)
+        # One after another, each under its deadline, in the processing task itself: analyzers are
+        # quick computations, and a task per analyzer per frame cost more than most of them. What one
+        # analyzer saw is published before the next runs, so a hung one delays only its own findings
+        # and those after it in this frame, by at most its deadline.
+        for name, analyzer in self._analyzers().items():
+            if not applies_to(analyzer, camera):
                 continue
-            for observation in outcome:
+            try:
+                async with asyncio.timeout(self.deadline):
+                    found = await analyzer.analyze(frame, result.tracks)
+            except Exception as exc:
+                self._failed("analyzer", name, exc)
+                continue
+            for observation in found:
                 result.observations.append(observation)
                 log.info(
                     "observation %s on %s%s: confidence %.2f, tracks %s",
