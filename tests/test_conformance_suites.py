@@ -67,7 +67,9 @@ class DryRunDoors(AccessControl):
     kind = "conformance_doors"
 
     async def execute(self, command: DoorCommand) -> str:
-        return "unknown" if command.dry_run else "locked"
+        if command.door_id != "door-1":
+            raise LookupError(f"no door {command.door_id!r}; doors: door-1")
+        return "door-1: locked"
 
 
 class EmptyLobby(VisitorSystem):

@@ -194,13 +194,41 @@ class AnalyzerConformance(ComponentConformance):
 
 
 class AccessControlConformance(ComponentConformance):
+    """Checks an access-control adapter. Set ``door`` to a door your ``valid_config`` drives.
+
+    The core's safety gate decides who may do what before a command reaches an adapter; an adapter
+    must still never claim a door moved when it could not move it.
+    """
+
     base_class = AccessControl
+    #: a door id the adapter knows with ``valid_config()``
+    door: ClassVar[str] = "door-1"
 
     async def exercise(self, component: Component) -> Any:
         assert isinstance(component, AccessControl)
         return await component.execute(
-            DoorCommand(door_id="door-1", action=DoorAction.QUERY, requested_by="conformance", dry_run=True)
+            DoorCommand(door_id=self.door, action=DoorAction.QUERY, requested_by="conformance")
         )
+
+    async def test_query_answers_in_words(self, tmp_path: Path) -> None:
+        component = self.build(tmp_path)
+        await component.start()
+        try:
+            answer = await asyncio.wait_for(self.exercise(component), self.deadline)
+        finally:
+            await component.stop()
+        assert isinstance(answer, str) and answer.strip(), "execute() returns what happened, for the audit log"
+
+    async def test_an_unknown_door_is_a_clear_error(self, tmp_path: Path) -> None:
+        component = self.build(tmp_path)
+        assert isinstance(component, AccessControl)
+        await component.start()
+        try:
+            command = DoorCommand(door_id="campusguard-no-such-door", action=DoorAction.LOCK, requested_by="rule:test")
+            with pytest.raises((LookupError, ValueError), match="campusguard-no-such-door"):
+                await asyncio.wait_for(component.execute(command), self.deadline)
+        finally:
+            await component.stop()
 
 
 class VisitorSystemConformance(ComponentConformance):
@@ -212,11 +240,25 @@ class VisitorSystemConformance(ComponentConformance):
 
 
 class DispatcherConformance(ComponentConformance):
+    """Checks a dispatcher: drills and later changes of an incident (updates, cancels) are accepted."""
+
     base_class = Dispatcher
 
     async def exercise(self, component: Component) -> Any:
         assert isinstance(component, Dispatcher)
         return await component.dispatch(make_incident(exercise=True))
+
+    async def test_a_later_change_of_an_incident_is_dispatched(self, tmp_path: Path) -> None:
+        component = self.build(tmp_path)
+        assert isinstance(component, Dispatcher)
+        await component.start()
+        try:
+            incident = make_incident(exercise=True)
+            await asyncio.wait_for(component.dispatch(incident), self.deadline)
+            resolved = incident.model_copy(update={"status": "resolved", "revision": 1, "change": "resolved"})
+            await asyncio.wait_for(component.dispatch(resolved), self.deadline)
+        finally:
+            await component.stop()
 
 
 class EventHandlerConformance(ComponentConformance):
