@@ -1,0 +1,1 @@
+"""ONVIF Profile C: doors and access points through the DoorControl and AccessControl services."""

@@ -1,0 +1,3 @@
+"""Registers the ONVIF Profile C access-control adapter."""
+
+from __future__ import annotations
