@@ -28,11 +28,13 @@ from campusguard.sdk import (
     Notifier,
     Stage,
 )
+from campusguard.sdk.models import keep_files
 
 from .bus import InProcessBus
 from .config import ComponentSpec, ConfigInvalid, LoadedConfig, validate_components
 from .delivery import DeliveryWorker
 from .doors.gate import DoorGate, publisher
+from .evidence import EvidenceRecorder
 from .plugin_manager import PluginHost
 from .store import Job, SQLiteStore
 from .supervisor import ComponentState, Supervised, Supervisor
@@ -65,9 +67,11 @@ class Core:
         self.scheduler: Any = None  # DetectionScheduler, when detectors or analyzers are configured
         self.processor: Any = None
         self.rules: Any = None  # RuleEngine, when the config has [[rules]]
+        self.evidence: EvidenceRecorder | None = None  # snapshots and clips of incidents ([evidence])
         self.lifecycle: Any = None  # Lifecycle: escalations, delayed actions, people's decisions
         # Every door command, from rules or people, passes this gate: safety checks and audit.
         self.control: Any = None  # ControlServer: the local socket the CLI talks to
+        self.tailgating: Any = None  # TailgatingWatch, when a door has a camera and a line
         self._include: Callable[[str], bool] | None = None
         self.doors = DoorGate(self.store, settings.doors, settings.scenarios, lambda: self.loaded("adapters"))
         self._started = False
@@ -100,7 +104,11 @@ class Core:
         incident.stamp(Stage.RAISED)
         targets = self.notifier_names() if targets is None else list(targets)
         incident.stamp(Stage.ENQUEUED)
+        if self.evidence is not None:
+            await self.evidence.attach_snapshot(incident)  # bounded, never fails: notifiers get it at once
         await self.store.record_incident(incident, targets, jobs=jobs)
+        if self.evidence is not None:
+            self.evidence.schedule_clip(incident)
         self.wake_delivery(targets)
         if jobs and self.lifecycle is not None:
             self.lifecycle.wake()
@@ -139,7 +147,7 @@ class Core:
         if self._bus is not None:
             self._bus.publish(INCIDENTS, incident)
 
-    async def update_incident(self, incident: Incident) -> Incident:
+    async def update_incident(self, incident: Incident, *, actor: str | None = None) -> Incident:
         """Store what detection learned since (confidence, evidence, stages) on an incident already raised.
 
         Status, revision and exercise stay as stored: a person may have changed them meanwhile, and
@@ -147,14 +155,18 @@ class Core:
         """
 
         def merge(stored: Incident) -> bool:
-            stored.confidence = incident.confidence
-            stored.evidence = incident.evidence
+            if incident.change == IncidentChange.EVIDENCE:
+                # Files only: the stored boxes may be newer than the copy the clip was cut for.
+                stored.evidence = keep_files(incident.evidence, stored.evidence)
+            else:
+                stored.confidence = incident.confidence
+                stored.evidence = keep_files(stored.evidence, incident.evidence)
             stored.stages = {**stored.stages, **incident.stages}
             stored.change = incident.change
             return True
 
         merged = await self.store.change_incident(
-            incident.id, merge, actor=incident.source or "core", action="incident.updated"
+            incident.id, merge, actor=actor or incident.source or "core", action="incident.updated"
         )
         if merged is None:
             raise KeyError(f"no incident {incident.id!r} to update")
@@ -217,9 +229,12 @@ class Core:
             )
             self.supervisor.add(spec, spec.cls(spec.name, spec.config, context))
         await self.supervisor.start_all()
+        self.evidence = EvidenceRecorder(self, self.config.settings.evidence)
+        await self.evidence.start()
         self._start_detection()
         self._start_rules()
         self._start_lifecycle()
+        self._start_tailgating()
         await self._start_control()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
@@ -239,6 +254,11 @@ class Core:
         if self.control is not None:
             await self.control.stop()
             self.control = None
+        if self.tailgating is not None:
+            await self.tailgating.stop()
+            self.tailgating = None
+        if self.evidence is not None:
+            await self.evidence.stop()  # pending clips are cut now, while cameras and store are up
         await self.supervisor.stop_all()
         if self._bus is not None:
             await self._bus.close()
@@ -309,6 +329,14 @@ class Core:
 
         self.control = ControlServer(control_path(self.data_dir), handlers(self.doors))
         await self.control.start()
+
+    def _start_tailgating(self) -> None:
+        from .doors.tailgating import TailgatingWatch
+
+        watch = TailgatingWatch(self.bus, self.config.settings.doors)
+        if watch.active:
+            self.tailgating = watch
+            watch.start()
 
     def _start_lifecycle(self) -> None:
         # Always: people change incidents raised by plugins too, and their receivers must hear of it.

@@ -7,15 +7,26 @@ import getpass
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from test_rules import PLUGINS, SITE, observed
+from test_rules import MONDAY_9AM, PLUGINS, SITE, observed
 from test_rules_lifecycle import audit_actions, raised, until
 
 from campusguard.core.control import control_path, request
-from campusguard.sdk import AccessControl, DoorAction, DoorCommand, Registry, hookimpl
+from campusguard.sdk import (
+    DOOR_EVENTS,
+    OBSERVATIONS,
+    AccessControl,
+    DoorAction,
+    DoorCommand,
+    DoorEvent,
+    DoorEventKind,
+    Registry,
+    hookimpl,
+)
 
 CLI = str(Path(sys.executable).parent / "campusguard")
 
@@ -230,3 +241,65 @@ kind = "hold"
     assert f":{line_of(tmp_path, 'nowhere')}: [doors.front] via: unknown access control 'nowhere'" in err
     assert f":{line_of(tmp_path, 'back')}: [scenarios.lockdown] doors: unknown door 'back'; doors: front" in err
     assert "[scenarios.empty] a scenario needs doors or zones" in err
+
+
+# -- tailgating ------------------------------------------------------------------------------------
+
+TAILGATE = (
+    SITE.replace(
+        "[cameras.yard]", "[cameras.gate.lines.threshold]\npoints = [[0.2, 0.8], [0.8, 0.8]]\n\n[cameras.yard]"
+    )
+    + DOORS.replace('[doors.gym]\nvia = "panel"', '[doors.gym]\nvia = "panel"\ncamera = "gate"\nline = "threshold"')
+    + """
+[[rules]]
+name = "tailgating"
+when = { kinds = ["tailgating"] }
+dedupe_seconds = 0
+notify = ["office"]
+"""
+)
+
+
+def crossing(seconds: float, track: int, direction: str = "in") -> Any:
+    return observed(
+        seconds, kind="line_crossing", zone=None, track_ids=[track],
+        attributes={"direction": direction, "line": "threshold"},
+    )  # fmt: skip
+
+
+def grant(seconds: float, door: str = "reader-7") -> DoorEvent:
+    event = DoorEvent(door_id=door, kind=DoorEventKind.ACCESS_GRANTED, source="panel", credential_holder="h:1")
+    return event.model_copy(update={"created_at": MONDAY_9AM + timedelta(seconds=seconds)})
+
+
+async def test_two_people_on_one_badge_is_tailgating(campusguard_core) -> None:
+    async with campusguard_core(TAILGATE, plugins=ALL_PLUGINS) as core:
+        bus = core.api.bus
+        bus.publish(DOOR_EVENTS, grant(0))
+        await asyncio.sleep(0.05)
+        bus.publish(OBSERVATIONS, crossing(2, track=1))  # the badge holder
+        bus.publish(OBSERVATIONS, crossing(3, track=2))  # right behind them: tailgating
+        bus.publish(OBSERVATIONS, crossing(4, track=3, direction="out"))  # someone leaving: not counted
+        bus.publish(DOOR_EVENTS, grant(30))
+        await asyncio.sleep(0.05)
+        bus.publish(OBSERVATIONS, crossing(31, track=4))  # one badge, one person: fine
+        bus.publish(OBSERVATIONS, crossing(60, track=5))  # no grant at all in the window: not tailgating
+        await until(lambda: _incidents(core, "tailgating"))
+        await asyncio.sleep(0.2)
+        (incident,) = await _incidents(core, "tailgating")
+        assert incident.camera_id == "gate" and incident.evidence.track_ids == [2]
+
+
+async def _incidents(core: Any, kind: str) -> list[Any]:
+    await core.api.rules.drain()
+    return [i for i in await core.api.store.list_incidents() if i.kind == kind]
+
+
+@pytest.mark.slow
+def test_a_tailgating_line_must_exist_on_the_doors_camera(tmp_path: Path) -> None:
+    from test_rules import check, line_of
+
+    result = check(tmp_path, '\n[doors.gym]\nvia = "panel"\ncamera = "gate"\nline = "sill"\n')
+    assert result.returncode == 1
+    expected = f":{line_of(tmp_path, 'sill')}: [doors.gym] line: camera 'gate' has no line 'sill'; lines: none"
+    assert expected in result.stderr

@@ -289,3 +289,18 @@ preset = "gate"
     line = line_of(tmp_path, "[[rules]]")  # the rule's own table
     assert f":{line}:" in result.stderr
     assert "verification = 'auto' needs auto_confirm" in result.stderr
+
+
+async def test_a_repeat_keeps_the_incidents_snapshot_and_clip(campusguard_core) -> None:
+    config = SITE + '\n[[rules]]\nname = "loiter"\nwhen = { kinds = ["loitering"] }\ndedupe_seconds = 60\n'
+    async with campusguard_core(config, plugins=PLUGINS) as core:
+        incident = await raised(core, observed(0, track_ids=[3]))
+        files = {"clip_path": "/evidence/x.mp4", "clip_sha256": "ab" * 32}
+        clipped = incident.model_copy(
+            update={"change": "evidence", "evidence": incident.evidence.model_copy(update=files)}
+        )
+        await core.api.update_incident(clipped, actor="evidence")
+        again = await raised(core, observed(5, track_ids=[3], confidence=0.9))
+        assert again.id == incident.id and again.confidence == 0.9 and again.change == "updated"
+        assert (again.evidence.clip_path, again.evidence.clip_sha256) == (files["clip_path"], files["clip_sha256"])
+        assert ("evidence", "incident.updated") in await audit_actions(core, incident.id)

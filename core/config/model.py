@@ -84,6 +84,20 @@ class DetectionSettings(BaseModel):
     hot_seconds: float = Field(default=60.0, ge=0, description="priority of a camera after an incident on it")
 
 
+class EvidenceSettings(BaseModel):
+    """``[evidence]``: a snapshot and a clip per incident, kept ``retention_days``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="write evidence files for incidents on cameras")
+    snapshot: bool = Field(default=True, description="a JPEG of the incident's frame, its boxes drawn")
+    clip: bool = Field(default=True, description="an MP4 of the camera's own stream, not re-encoded")
+    pre_seconds: float = Field(default=5.0, ge=0, le=120, description="seconds of video before the incident")
+    post_seconds: float = Field(default=5.0, ge=0, le=120, description="seconds of video after the incident")
+    retention_days: float = Field(default=30, ge=0, description="evidence files older than this are deleted; 0 keeps")
+    buffer_mb: float = Field(default=64, gt=0, description="most encoded video kept in memory per camera, MiB")
+
+
 class Settings(BaseModel):
     """The whole file after the first pass; component tables are checked once plugins registered."""
 
@@ -93,6 +107,7 @@ class Settings(BaseModel):
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     cameras: dict[str, dict[str, Any]] = Field(default_factory=dict)
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     trackers: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -20,6 +20,13 @@ class DoorSettings(BaseModel):
     adapter_door: str | None = Field(default=None, description="the door's id in that adapter; default: the name")
     zone: str | None = Field(default=None, description="the campus zone it belongs to (scenarios select by zone)")
     camera: str | None = Field(default=None, description="the camera that watches it (tailgating, events)")
+    line: str | None = Field(
+        default=None, description="tailgating: the camera's line ([cameras.X.lines.NAME]) people cross to enter"
+    )
+    entry_direction: Literal["in", "out"] = Field(default="in", description="tailgating: which way is entering")
+    tailgate_seconds: float = Field(
+        default=8.0, gt=0, description="tailgating: how long after an access grant people may walk in on it"
+    )
     egress: bool = Field(default=False, description="on an egress path: people must always be able to leave")
     locks: Literal["outside", "both"] = Field(
         default="outside",

@@ -26,6 +26,17 @@ def door_issues(loaded: LoadedConfig, specs: list[ComponentSpec]) -> list[Config
             issue(("doors", name, "via"), where, f"via: adapter {door.via!r} ({cls.kind}) is not an access control")
         if door.camera is not None and door.camera not in cameras:
             issue(("doors", name, "camera"), where, f"camera: unknown camera {door.camera!r}")
+        if door.line is not None:
+            lines = (settings.cameras.get(door.camera or "") or {}).get("lines") or {}
+            if door.camera is None:
+                issue(("doors", name, "line"), where, "line: needs the door's camera (camera = ...)")
+            elif door.line not in lines:
+                known = ", ".join(sorted(lines)) or "none"
+                issue(
+                    ("doors", name, "line"),
+                    where,
+                    f"line: camera {door.camera!r} has no line {door.line!r}; lines: {known}",
+                )
     zones = {door.zone for door in settings.doors.values() if door.zone}
     for name, scenario in settings.scenarios.items():
         where = f"scenarios.{name}"

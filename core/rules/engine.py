@@ -26,6 +26,7 @@ from campusguard.sdk import (
     Subscription,
 )
 from campusguard.sdk.bus import Bus
+from campusguard.sdk.models import keep_files
 
 from ..store import Job, SQLiteStore
 from .jobs import CLOSED, action_jobs, raise_jobs
@@ -166,7 +167,7 @@ class RuleEngine:
             if IncidentStatus(stored.status) in CLOSED:
                 return False
             stored.confidence = observation.confidence
-            stored.evidence = observation.evidence
+            stored.evidence = keep_files(stored.evidence, observation.evidence)  # the clip and snapshot stay
             stored.change = IncidentChange.UPDATED
             stored.stamp("updated")
             return True

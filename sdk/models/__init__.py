@@ -4,7 +4,7 @@ from .base import Message, StageStamp, new_id, utc_now
 from .camera_events import CAMERA_AVAILABILITY, CameraEvent, CameraEventKind
 from .doors import DoorAction, DoorCommand, DoorEvent, DoorEventKind
 from .incidents import Incident, IncidentChange, IncidentKind, IncidentStatus, Location, Severity, Stage
-from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track, TrackPoint
+from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track, TrackPoint, keep_files
 from .visitors import Visitor
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Track",
     "TrackPoint",
     "Visitor",
+    "keep_files",
     "new_id",
     "utc_now",
 ]

@@ -133,6 +133,16 @@ class Evidence(BaseModel):
     clip_sha256: str | None = None
 
 
+def _files_of(evidence: Evidence) -> dict[str, str | None]:
+    return {k: getattr(evidence, k) for k in ("snapshot_path", "snapshot_sha256", "clip_path", "clip_sha256")}
+
+
+def keep_files(older: Evidence, newer: Evidence) -> Evidence:
+    """``newer`` (a later sighting's boxes and scores) keeping ``older``'s snapshot and clip where it has none."""
+    kept = {k: v for k, v in _files_of(older).items() if v is not None and getattr(newer, k) is None}
+    return newer.model_copy(update=kept) if kept else newer
+
+
 class Observation(Message):
     """Something an analyzer saw; the rules engine turns observations into incidents."""
 

@@ -8,6 +8,7 @@ PyAV is imported only when a stream is opened, so importing this module stays ch
 from .camera import DecodingCamera
 from .decoder import DecodeOptions, DecoderThread, NotAStream, Pacer, RateCap, scaled_size
 from .mailbox import LatestMailbox, MailboxClosed
+from .packets import PacketRing, PacketSnapshot, PacketSource, RingPacket
 from .redact import describe, redact, with_credentials
 
 __all__ = [
@@ -18,7 +19,11 @@ __all__ = [
     "MailboxClosed",
     "NotAStream",
     "Pacer",
+    "PacketRing",
+    "PacketSnapshot",
+    "PacketSource",
     "RateCap",
+    "RingPacket",
     "describe",
     "redact",
     "scaled_size",

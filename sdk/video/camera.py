@@ -1,4 +1,5 @@
-"""The base of PyAV-based camera sources: a decoder thread, a latest-frame mailbox, a bounded start."""
+"""The base of PyAV-based camera sources: a decoder thread, a latest-frame mailbox, a bounded start,
+and (on request) a ring of the recent encoded packets for evidence clips (:class:`PacketSource`)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ from ..errors import AuthFailed, ConfigError, NotReady
 from ..models import Frame
 from .decoder import DecodeOptions, DecoderThread, NotAStream
 from .mailbox import LatestMailbox, MailboxClosed
+from .packets import DEFAULT_MAX_BYTES, PacketRing, PacketSnapshot
 
 
 class DecodingCamera(CameraSource):
-    """Subclasses say how to open the container and how to decode it."""
+    """Subclasses say how to open the container and how to decode it.
+
+    It is a :class:`~campusguard.sdk.video.PacketSource`: once asked to (``retain_packets``), its
+    decoder thread keeps the last seconds of the encoded stream for evidence clips.
+    """
 
     #: seconds ``start()`` waits for the first connection before going on (the camera then counts
     #: as offline until frames arrive, which raises ``camera_offline`` after its stall timeout)
     first_connect_wait: float = 5.0
     _decoder: DecoderThread | None = None
+    _packets: PacketRing | None = None
 
     def open_container(self) -> Any:
         raise NotImplementedError
@@ -33,9 +40,29 @@ class DecodingCamera(CameraSource):
     def block_when_full(self) -> bool:
         return False
 
+    # -- PacketSource ----------------------------------------------------------------------------
+
+    def retain_packets(self, seconds: float, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if self._packets is None:
+            self._packets = PacketRing(seconds, max_bytes)
+        else:
+            self._packets.retain(seconds, max_bytes)
+
+    def recent_packets(self, since: float) -> PacketSnapshot | None:
+        return self._packets.snapshot(since) if self._packets is not None else None
+
+    @property
+    def packet_ring(self) -> PacketRing:
+        """The ring the decoder thread fills (empty, and costing nothing, until ``retain_packets``)."""
+        if self._packets is None:
+            self._packets = PacketRing()
+        return self._packets
+
     async def start(self) -> None:
         self._mailbox: LatestMailbox[Frame] = LatestMailbox(asyncio.get_running_loop(), block=self.block_when_full())
-        decoder = self._decoder = DecoderThread(self.open_container, self.decode_options(), self.stats, self._mailbox)
+        decoder = self._decoder = DecoderThread(
+            self.open_container, self.decode_options(), self.stats, self._mailbox, self.packet_ring
+        )
         decoder.start()
         deadline = time.monotonic() + self.first_connect_wait
         while not decoder.first_outcome.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread event

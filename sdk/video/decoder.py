@@ -18,6 +18,7 @@ from ..camera import CameraSourceConfig, CameraStats
 from ..errors import AuthFailed
 from ..models import Frame, StageStamp
 from .mailbox import LatestMailbox
+from .packets import PacketRing
 from .redact import describe
 
 Opener = Callable[[], Any]  # returns an opened av InputContainer
@@ -76,11 +77,15 @@ class Pacer:
 
 
 class DecoderThread:
-    def __init__(self, opener: Opener, options: DecodeOptions, stats: CameraStats, mailbox: LatestMailbox[Frame]):
+    def __init__(
+        self, opener: Opener, options: DecodeOptions, stats: CameraStats, mailbox: LatestMailbox[Frame],
+        packets: PacketRing | None = None,
+    ) -> None:  # fmt: skip
         self._open = opener
         self.options = options
         self.stats = stats
         self.mailbox = mailbox
+        self.packets = packets  # decoded packets are kept here (evidence clips), when it is enabled
         self.stop_event = threading.Event()
         self.first_outcome = threading.Event()  # set once the first connect succeeded or failed
         self.first_error: BaseException | None = None
@@ -161,8 +166,12 @@ class DecoderThread:
             stats.connected = True
             stats.last_error = None
             self.first_outcome.set()
+            if self.packets is not None:
+                self.packets.open_session(stream)
             return self._decode(container, stream)
         finally:
+            if self.packets is not None:
+                self.packets.close_session()  # before close: the ring copies what it needs of the stream
             container.close()
 
     def _decode(self, container: Any, stream: Any) -> bool:
@@ -170,10 +179,15 @@ class DecoderThread:
         cap = RateCap(settings.detect_fps)
         pace = Pacer() if self.options.realtime else None
         size: tuple[int, int] | None = None
+        ring = self.packets
         for packet in container.demux(stream):
             if self.stop_event.is_set():
                 return False
-            for frame in packet.decode():
+            demuxed = time.monotonic()
+            frames = packet.decode()
+            if ring is not None and ring.seconds:
+                ring.add(packet, demuxed)  # after decoding: from now on nothing here touches the packet
+            for frame in frames:
                 self.stats.decoded += 1
                 at = float(frame.time) if frame.time is not None else None
                 if pace is not None and at is not None and self.stop_event.wait(pace.delay(at)):
