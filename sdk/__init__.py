@@ -11,6 +11,7 @@ from .bus import (
     FRAMES,
     INCIDENTS,
     OBSERVATIONS,
+    VISITOR_EVENTS,
     Bus,
     Overflow,
     Subscription,
@@ -62,6 +63,8 @@ from .models import (
     Track,
     TrackPoint,
     Visitor,
+    VisitorEvent,
+    VisitorEventKind,
 )
 from .registry import Registration, Registry
 from .schedule import Schedule
@@ -79,6 +82,7 @@ __all__ = [
     "INCIDENTS",
     "OBSERVATIONS",
     "PROJECT_NAME",
+    "VISITOR_EVENTS",
     "AccessControl",
     "Analyzer",
     "AuthFailed",
@@ -132,6 +136,8 @@ __all__ = [
     "TrackPoint",
     "Tracker",
     "Visitor",
+    "VisitorEvent",
+    "VisitorEventKind",
     "VisitorSystem",
     "Zone",
     "hookimpl",

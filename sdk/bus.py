@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from .models import CameraEvent, DoorCommand, DoorEvent, Frame, Incident, Message, Observation
+from .models import CameraEvent, DoorCommand, DoorEvent, Frame, Incident, Message, Observation, VisitorEvent
 
 M = TypeVar("M", bound=Message)
 M_contra = TypeVar("M_contra", bound=Message, contravariant=True)
@@ -88,3 +88,4 @@ INCIDENTS: Topic[Incident] = Topic("incidents", Incident, Overflow.NEVER_DROP)
 DOOR_COMMANDS: Topic[DoorCommand] = Topic("door_commands", DoorCommand, Overflow.NEVER_DROP)
 DOOR_EVENTS: Topic[DoorEvent] = Topic("door_events", DoorEvent, Overflow.NEVER_DROP)
 CAMERA_EVENTS: Topic[CameraEvent] = Topic("camera_events", CameraEvent, Overflow.NEVER_DROP)
+VISITOR_EVENTS: Topic[VisitorEvent] = Topic("visitor_events", VisitorEvent, Overflow.NEVER_DROP)

@@ -133,8 +133,13 @@ class VisitorSystem(Component):
     category = "visitor_system"
 
     async def on_site(self) -> list[Visitor]:
-        """Visitors signed in and not yet signed out."""
+        """Visitors signed in and not yet signed out, as the visitor system knows them."""
         raise NotImplementedError
+
+    async def on_emergency(self, scenario: str, roster: list[Visitor], *, exercise: bool) -> str:
+        """A lockdown or evacuation started: tell the visitor system (e.g. to stop sign-ins, print
+        the roster). Return what was done, for the audit log; the default does nothing."""
+        return "not supported by this visitor system"
 
 
 class Dispatcher(Component):

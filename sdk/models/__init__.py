@@ -5,7 +5,7 @@ from .camera_events import CAMERA_AVAILABILITY, CameraEvent, CameraEventKind
 from .doors import DoorAction, DoorCommand, DoorEvent, DoorEventKind
 from .incidents import Incident, IncidentChange, IncidentKind, IncidentStatus, Location, Severity, Stage
 from .vision import Box, Detection, Evidence, Frame, Keypoint, Observation, Track, TrackPoint, keep_files
-from .visitors import Visitor
+from .visitors import Visitor, VisitorEvent, VisitorEventKind
 
 __all__ = [
     "CAMERA_AVAILABILITY",
@@ -33,6 +33,8 @@ __all__ = [
     "Track",
     "TrackPoint",
     "Visitor",
+    "VisitorEvent",
+    "VisitorEventKind",
     "keep_files",
     "new_id",
     "utc_now",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,6 +107,9 @@ class Incident(Message):
     revision: int = Field(default=0, ge=0, description="0 when raised; +1 for every delivered change")
     change: IncidentChange | str = Field(default=IncidentChange.RAISED, description="why receivers get this version")
     rule: str | None = Field(default=None, description="the rule that raised it, if any")
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="kind-specific facts for receivers, e.g. the visitor roster of a lockdown"
+    )
 
     def stamp(self, stage: Stage | str, target: str | None = None) -> StageStamp:
         """Record that this incident reached ``stage`` now (per ``target`` for deliveries)."""

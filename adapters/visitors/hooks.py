@@ -1,0 +1,3 @@
+"""Registers the visitor-system adapters."""
+
+from __future__ import annotations
