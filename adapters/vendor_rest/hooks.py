@@ -1,0 +1,3 @@
+"""Registers the vendor REST access-control adapters."""
+
+from __future__ import annotations
