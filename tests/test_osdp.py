@@ -680,3 +680,62 @@ scbk = {{ env = "CG_TEST_OSDP_SCBK" }}
         assert isinstance(doors, OsdpAccessControl)
         assert (await doors.execute(command(DoorAction.LOCKDOWN))).startswith("locked down")
     assert [c["control_code"] for c in pd.commands(OUTPUT)] == [1]
+
+
+@pytest.mark.slow
+async def test_a_confirmed_weapon_locks_the_real_door_down_and_leaves_the_way_out(
+    tmp_path: Path, pty_bus: PtyBus, peers: Callable[..., PdPeer], campusguard_core: Any, monkeypatch: Any
+) -> None:
+    """Issue 6's acceptance path: weapon observation -> rule -> lockdown scenario -> safety gate -> OSDP PD."""
+    from campusguard.sdk import OBSERVATIONS, StageStamp
+    from campusguard.sdk.testing import make_observation
+
+    pd = peers(fd=pty_bus.master)
+    monkeypatch.setenv("CG_TEST_OSDP_SCBK", KEY)
+    toml = f"""
+[adapters.panel]
+type = "osdp"
+transport = {{ serial = "{pty_bus.path}" }}
+[[adapters.panel.peripherals]]
+address = {ADDRESS}
+door_id = "front"
+scbk = {{ env = "CG_TEST_OSDP_SCBK" }}
+
+[doors.front]
+via = "panel"
+egress = true          # free egress hardware: secured from outside only
+[doors.stair]
+via = "panel"
+egress = true
+locks = "both"         # a maglock that would hold people in: never locked
+
+[scenarios.lockdown]
+kind = "lockdown"
+doors = ["front", "stair"]
+
+[[rules]]
+name = "weapon"
+when = {{ kinds = ["weapon"] }}
+exercise = true
+[[rules.actions]]
+do = "door_scenario"
+scenario = "lockdown"
+"""
+    async with campusguard_core(toml, entry_points=True) as core:
+        assert core.state("adapters", "panel") == "loaded", core.error("adapters", "panel")
+        captured = StageStamp.now()
+        core.api.bus.publish(OBSERVATIONS, make_observation(kind="weapon", camera_id="gym", captured=captured))
+        deadline = time.monotonic() + 10
+        while not (pd.commands(OUTPUT) and pd.commands(LED) and pd.commands(BUZZER)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        (strike,) = pd.commands(OUTPUT)
+        assert strike["control_code"] == 1  # output off: the strike de-energised, secured from outside
+        assert pd.commands(LED) and pd.commands(BUZZER)  # the reader shows the lockdown
+        print(f"weapon frame -> PD strike command: {1000 * (strike['t'] - captured.monotonic):.1f} ms")
+        audit = {(e.subject, e.action): e.detail for e in await core.api.store.audit_entries()}
+        deadline = time.monotonic() + 5
+        while ("front", "door.lockdown.done") not in audit and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            audit = {(e.subject, e.action): e.detail for e in await core.api.store.audit_entries()}
+        assert audit[("front", "door.lockdown.done")]["exercise"] is True  # a drill, end to end
+        assert "could trap people" in audit[("stair", "door.lockdown.refused")]["detail"]
