@@ -72,6 +72,7 @@ class Core:
         # Every door command, from rules or people, passes this gate: safety checks and audit.
         self.control: Any = None  # ControlServer: the local socket the CLI talks to
         self.tailgating: Any = None  # TailgatingWatch, when a door has a camera and a line
+        self.event_observations: Any = None  # EventObservations: door and camera alarms for the rules
         self._include: Callable[[str], bool] | None = None
         self.doors = DoorGate(self.store, settings.doors, settings.scenarios, lambda: self.loaded("adapters"))
         self._started = False
@@ -257,6 +258,9 @@ class Core:
         if self.tailgating is not None:
             await self.tailgating.stop()
             self.tailgating = None
+        if self.event_observations is not None:
+            await self.event_observations.stop()
+            self.event_observations = None
         if self.evidence is not None:
             await self.evidence.stop()  # pending clips are cut now, while cameras and store are up
         await self.supervisor.stop_all()
@@ -331,7 +335,12 @@ class Core:
         await self.control.start()
 
     def _start_tailgating(self) -> None:
+        from .doors.events import EventObservations
         from .doors.tailgating import TailgatingWatch
+
+        # Door and camera alarms become observations, so rules decide what is an incident.
+        self.event_observations = EventObservations(self.bus, self.config.settings.doors)
+        self.event_observations.start()
 
         watch = TailgatingWatch(self.bus, self.config.settings.doors)
         if watch.active:

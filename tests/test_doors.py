@@ -17,9 +17,11 @@ from test_rules_lifecycle import audit_actions, raised, until
 
 from campusguard.core.control import control_path, request
 from campusguard.sdk import (
+    CAMERA_EVENTS,
     DOOR_EVENTS,
     OBSERVATIONS,
     AccessControl,
+    CameraEvent,
     DoorAction,
     DoorCommand,
     DoorEvent,
@@ -303,3 +305,38 @@ def test_a_tailgating_line_must_exist_on_the_doors_camera(tmp_path: Path) -> Non
     assert result.returncode == 1
     expected = f":{line_of(tmp_path, 'sill')}: [doors.gym] line: camera 'gate' has no line 'sill'; lines: none"
     assert expected in result.stderr
+
+
+# -- door and camera alarms reach the rules ---------------------------------------------------------
+
+
+async def test_a_forced_door_and_a_panic_button_become_incidents_through_rules(campusguard_core) -> None:
+    config = (
+        TAILGATE
+        + """
+[[rules]]
+name = "forced"
+when = { kinds = ["door_forced"] }
+incident = { severity = "severe" }
+dedupe_seconds = 0
+
+[[rules]]
+name = "panic"
+when = { kinds = ["camera_input"] }
+incident = { kind = "panic", severity = "extreme" }
+"""
+    )
+    async with campusguard_core(config, plugins=ALL_PLUGINS) as core:
+        bus = core.api.bus
+        bus.publish(DOOR_EVENTS, DoorEvent(door_id="reader-7", kind=DoorEventKind.FORCED_OPEN, source="panel"))
+        bus.publish(DOOR_EVENTS, DoorEvent(door_id="reader-7", kind=DoorEventKind.ACCESS_DENIED, source="panel"))
+        panic = {"camera_id": "yard", "topic": "tns1:Device/Trigger/DigitalInput", "kind": "digital_input"}
+        bus.publish(CAMERA_EVENTS, CameraEvent(**panic, active=True, property_operation="Initialized"))  # a state
+        bus.publish(CAMERA_EVENTS, CameraEvent(**panic, active=True, property_operation="Changed"))
+        bus.publish(CAMERA_EVENTS, CameraEvent(**panic, active=False, property_operation="Changed"))  # released
+        forced = await until(lambda: _incidents(core, "door_forced"))
+        panics = await until(lambda: _incidents(core, "panic"))
+        await asyncio.sleep(0.2)
+        assert [(i.camera_id, i.severity) for i in await _incidents(core, "door_forced")] == [("gate", "severe")]
+        assert len(await _incidents(core, "panic")) == 1 and panics[0].camera_id == "yard"
+        assert forced[0].rule == "forced"
