@@ -233,7 +233,7 @@ class Core:
         self.evidence = EvidenceRecorder(self, self.config.settings.evidence)
         await self.evidence.start()
         self._start_detection()
-        self._start_rules()
+        await self._start_rules()
         self._start_lifecycle()
         self._start_tailgating()
         await self._start_control()
@@ -315,13 +315,14 @@ class Core:
         self.bus.subscribe(INCIDENTS, self.scheduler.on_incident, name="detection-priority")
         self.scheduler.start()
 
-    def _start_rules(self) -> None:
+    async def _start_rules(self) -> None:
         # Also without detectors: plugins (door systems, panic buttons) publish observations too.
         if not self.config.settings.rules:
             return
         from .rules.engine import RuleEngine
 
         self.rules = RuleEngine(self, self.config.settings.rules)
+        await self.rules.restore()  # a restart within a dedupe window updates, not re-raises
         self.rules.start()
 
     async def _start_control(self) -> None:

@@ -304,3 +304,22 @@ async def test_a_repeat_keeps_the_incidents_snapshot_and_clip(campusguard_core) 
         assert again.id == incident.id and again.confidence == 0.9 and again.change == "updated"
         assert (again.evidence.clip_path, again.evidence.clip_sha256) == (files["clip_path"], files["clip_sha256"])
         assert ("evidence", "incident.updated") in await audit_actions(core, incident.id)
+
+
+async def test_dedupe_and_cooldown_survive_a_restart(campusguard_core) -> None:
+    from campusguard.sdk import StageStamp
+    from campusguard.sdk.testing import make_observation
+
+    config = SITE + '\n[[rules]]\nname = "loiter"\nwhen = { kinds = ["loitering"] }\ndedupe_seconds = 60\n'
+
+    def now(**fields: Any) -> Any:
+        return make_observation(camera_id="gate", zone="lamp", captured=StageStamp.now(), **fields)
+
+    async with campusguard_core(config, plugins=PLUGINS) as core:
+        first = await raised(core, now(track_ids=[7]))
+        data_dir = core.api.data_dir
+    config = f'[core]\ndata_dir = "{data_dir}"\n' + config
+    async with campusguard_core(config, plugins=PLUGINS) as core:
+        again = await raised(core, now(track_ids=[7], confidence=0.8))
+        assert again.id == first.id and again.change == "updated"  # the same situation, not a new incident
+        assert len(await core.api.store.list_incidents()) == 1

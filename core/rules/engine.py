@@ -84,6 +84,23 @@ class RuleEngine:
         self._state: dict[Key, _KeyState] = {}
         self._subscription: Subscription | None = None
 
+    async def restore(self, limit: int = 500) -> None:
+        """Pick up the open incidents of the rules from the store, so dedupe and cooldown survive a restart."""
+        rules = {rule.name: rule for rule in self.rules}
+        for incident in await self.core.store.list_incidents(limit):
+            rule = rules.get(incident.rule or "")
+            if rule is None or incident.camera_id is None:
+                continue
+            stamps = [incident.stages[k] for k in ("updated", "raised") if k in incident.stages]
+            if not stamps:
+                continue
+            seen = max(s.wall for s in stamps).timestamp()
+            raised = incident.stages["raised"].wall.timestamp() if "raised" in incident.stages else seen
+            state = self._state.setdefault((rule.name, incident.camera_id, incident.zone), _KeyState())
+            state.last_raised = max(state.last_raised or raised, raised)
+            if IncidentStatus(incident.status) not in CLOSED and rule.dedupe_seconds > 0:
+                state.open.append(_Open(incident, seen, set(incident.evidence.track_ids)))
+
     def start(self) -> None:
         # Never drop: an observation lost here is an incident nobody hears about.
         self._subscription = self.core.bus.subscribe(
