@@ -172,7 +172,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     import asyncio
 
     from .config import ConfigInvalid, load_config
-    from .incidents import IncidentError, change_status
+    from .incidents import IncidentError, change_status, describe
     from .store import SQLiteStore
 
     try:
@@ -201,7 +201,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
                 if incident is None:
                     print(f"campusguard incidents show: no incident {args.id!r}", file=sys.stderr)
                     return 1
-                print(incident.model_dump_json(indent=2))
+                print(json.dumps(await describe(store, incident), indent=2))
                 return 0
             changed = await change_status(store, args.id, args.action, by=args.by or "", note=args.note)
             print(json.dumps({"id": changed.id, "status": str(changed.status)}) if args.json else

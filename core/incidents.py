@@ -6,6 +6,8 @@ Used by ``campusguard incidents``; works against the store while the core runs (
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import Any
 
 from campusguard.sdk import Incident, IncidentChange, IncidentStatus
 
@@ -65,3 +67,31 @@ async def change_status(store: SQLiteStore, incident_id: str, action: str, *, by
     if changed is None:
         raise IncidentError(refused[0] if refused else f"no incident {incident_id!r}")
     return changed
+
+
+def _ms(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds() * 1000, 1)
+
+
+async def describe(store: SQLiteStore, incident: Incident) -> dict[str, Any]:
+    """The incident with its deliveries per target and version, and the latency of each stage.
+
+    Latencies are from the frame's capture (or detection, without one) to detection, to the
+    incident being raised, and to each delivery, in milliseconds.
+    """
+    shown: dict[str, Any] = incident.model_dump(mode="json")
+    start = incident.stages.get("captured") or incident.stages.get("detected")
+    deliveries = await store.deliveries_of(incident.id)
+    latency: dict[str, float] = {}
+    if start is not None:
+        for stage in ("detected", "raised"):
+            if stage in incident.stages:
+                latency[stage] = _ms(start.wall, incident.stages[stage].wall)
+        for delivery in deliveries:
+            if delivery["delivered_at"] and delivery["revision"] == 0:
+                latency[f"delivered:{delivery['target']}"] = _ms(
+                    start.wall, datetime.fromisoformat(delivery["delivered_at"])
+                )
+    shown["deliveries"] = deliveries
+    shown["latency_ms"] = latency
+    return shown

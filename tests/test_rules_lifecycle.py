@@ -323,3 +323,22 @@ async def test_dedupe_and_cooldown_survive_a_restart(campusguard_core) -> None:
         again = await raised(core, now(track_ids=[7], confidence=0.8))
         assert again.id == first.id and again.change == "updated"  # the same situation, not a new incident
         assert len(await core.api.store.list_incidents()) == 1
+
+
+async def test_show_gives_each_delivery_and_the_latency_of_each_stage(campusguard_core) -> None:
+    from campusguard.core.incidents import describe
+
+    config = SITE + '\n[[rules]]\nname = "weapon"\nwhen = { kinds = ["weapon"] }\nnotify = ["office", "pager"]\n'
+    async with campusguard_core(config, plugins=PLUGINS) as core:
+        incident = await raised(core, observed(0, kind="weapon"))
+        await until(lambda: _all_delivered(core))
+        await change_status(core.api.store, incident.id, "ack", by="officer.lee")
+        await until(lambda: _count(core, 4))
+        await until(lambda: _all_delivered(core))
+        shown = await describe(core.api.store, (await core.api.store.get_incident(incident.id)))  # type: ignore[arg-type]
+        rows = [(d["target"], d["revision"], d["change"], d["status"]) for d in shown["deliveries"]]
+        assert rows == [
+            ("office", 0, "raised", "delivered"), ("pager", 0, "raised", "delivered"),
+            ("office", 1, "acknowledged", "delivered"), ("pager", 1, "acknowledged", "delivered"),
+        ]  # fmt: skip
+        assert set(shown["latency_ms"]) == {"detected", "raised", "delivered:office", "delivered:pager"}

@@ -278,6 +278,28 @@ class SQLiteStore:
                 (error[:2000], next_attempt_at, seq),
             )
 
+    async def deliveries_of(self, incident_id: str) -> list[dict[str, Any]]:
+        """Every delivery of every version of an incident, in queue order (for ``incidents show``)."""
+        async with self.db.execute(
+            "SELECT idempotency_key, target, status, attempts, enqueued_at, delivered_at, last_error,"
+            " json_extract(payload, '$.revision'), json_extract(payload, '$.change') FROM outbox"
+            " WHERE incident_id = ? ORDER BY seq",
+            (incident_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        keys = (
+            "key",
+            "target",
+            "status",
+            "attempts",
+            "enqueued_at",
+            "delivered_at",
+            "last_error",
+            "revision",
+            "change",
+        )
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     async def pending_targets(self) -> list[str]:
         async with self.db.execute("SELECT DISTINCT target FROM outbox WHERE status = 'pending'") as cursor:
             rows = await cursor.fetchall()
