@@ -23,6 +23,9 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    # These log whole SOAP bodies at DEBUG: credential holder names and WS-Security digests.
+    for noisy in ("onvif", "zeep", "httpx", "httpcore", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, getattr(logging, level)))
 
 
 async def serve(core: Core) -> int:

@@ -72,6 +72,7 @@ class Core:
         # Every door command, from rules or people, passes this gate: safety checks and audit.
         self.control: Any = None  # ControlServer: the local socket the CLI talks to
         self.tailgating: Any = None  # TailgatingWatch, when a door has a camera and a line
+        self.visitors: Any = None  # VisitorRoster: who is on site, announced on lockdown and evacuation
         self.event_observations: Any = None  # EventObservations: door and camera alarms for the rules
         self._include: Callable[[str], bool] | None = None
         self.doors = DoorGate(self.store, settings.doors, settings.scenarios, lambda: self.loaded("adapters"))
@@ -236,6 +237,7 @@ class Core:
         await self._start_rules()
         self._start_lifecycle()
         self._start_tailgating()
+        self._start_visitors()
         await self._start_control()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
@@ -258,6 +260,10 @@ class Core:
         if self.tailgating is not None:
             await self.tailgating.stop()
             self.tailgating = None
+        if self.visitors is not None:
+            self.doors.on_scenario = None
+            await self.visitors.stop()
+            self.visitors = None
         if self.event_observations is not None:
             await self.event_observations.stop()
             self.event_observations = None
@@ -347,6 +353,13 @@ class Core:
         if watch.active:
             self.tailgating = watch
             watch.start()
+
+    def _start_visitors(self) -> None:
+        from .visitors.roster import VisitorRoster
+
+        self.visitors = VisitorRoster(self)
+        self.visitors.start()
+        self.doors.on_scenario = self.visitors.on_scenario
 
     def _start_lifecycle(self) -> None:
         # Always: people change incidents raised by plugins too, and their receivers must hear of it.

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from campusguard.sdk import DOOR_COMMANDS, AccessControl, DoorAction, DoorCommand
 
 from ..store import SQLiteStore
-from .model import RELEASE_ACTIONS, SCENARIO_ACTIONS, DoorSettings, ScenarioSettings
+from .model import RELEASE_ACTIONS, SCENARIO_ACTIONS, DoorSettings, ScenarioKind, ScenarioSettings
 
 log = logging.getLogger("campusguard.doors")
 
 HUMAN_ONLY = frozenset({DoorAction.UNLOCK, DoorAction.MOMENTARY_ACCESS, DoorAction.LOCKDOWN_RELEASE})
 SECURING = frozenset({DoorAction.LOCK, DoorAction.LOCKDOWN})
+# Scenarios whose start is announced to ``on_scenario`` (the visitor roster): people must be accounted for.
+ANNOUNCED = frozenset({ScenarioKind.LOCKDOWN, ScenarioKind.EVACUATE_UNLOCK})
 
 
 class DoorRefused(Exception):
@@ -56,6 +58,7 @@ class DoorGate:
         adapters: Callable[[], dict[str, Any]],
         publish: Callable[[DoorCommand], None] | None = None,
         timeout: float = 5.0,
+        on_scenario: Callable[[str, ScenarioKind, bool, str | None], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.doors = doors
@@ -63,6 +66,7 @@ class DoorGate:
         self._adapters = adapters
         self._publish = publish
         self.timeout = timeout
+        self.on_scenario = on_scenario  # (name, kind, exercise, incident_id): a lockdown or evacuation started
 
     def scenario_doors(self, name: str) -> list[str]:
         scenario = self.scenarios.get(name)
@@ -148,6 +152,11 @@ class DoorGate:
             {"kind": str(kind), "doors": doors, "exercise": exercise, "dry_run": dry_run, "incident": incident_id,
              "authenticated_as": authenticated_as, "reason": reason},
         )  # fmt: skip
+        if self.on_scenario is not None and kind in ANNOUNCED and not (release or dry_run):
+            try:
+                await self.on_scenario(name, kind, exercise, incident_id)
+            except Exception:  # the doors never depend on who listens
+                log.exception("scenario %s: on_scenario failed", name)
         if action is None:
             return []  # e.g. hold: people are told (the rule's notify), no door changes
         options: dict[str, Any] = {

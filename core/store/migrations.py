@@ -63,6 +63,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_due ON jobs(status, due_at);
     CREATE INDEX outbox_incident ON outbox(incident_id);
     """,
+    # 3: the visitor roster (core/visitors): who signed in and not out, per visitor system. Ids are the
+    # visitor system's opaque ids; no photo, no contact details. Times are UTC ISO 8601.
+    """
+    CREATE TABLE visitors (
+        visitor_id     TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        display_name   TEXT NOT NULL,
+        host           TEXT,
+        location       TEXT,
+        signed_in_at   TEXT NOT NULL,
+        signed_out_at  TEXT,
+        updated_at     TEXT NOT NULL,
+        PRIMARY KEY (source, visitor_id)
+    );
+    CREATE INDEX visitors_on_site ON visitors(signed_out_at, signed_in_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

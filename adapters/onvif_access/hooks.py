@@ -1,3 +1,0 @@
-"""Registers the ONVIF Profile C access-control adapter."""
-
-from __future__ import annotations
