@@ -172,7 +172,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     import asyncio
 
     from .config import ConfigInvalid, load_config
-    from .incidents import IncidentError, change_status, describe
+    from .incidents import IncidentError, change_status, describe, stats
     from .store import SQLiteStore
 
     try:
@@ -192,6 +192,15 @@ def cmd_incidents(args: argparse.Namespace) -> int:
                 for i in [] if args.json else incidents:
                     drill = " [EXERCISE]" if i.exercise else ""
                     print(f"{i.id}  {i.created_at:%Y-%m-%d %H:%M:%S}  {i.status:<12} {i.kind:<16} {i.title}{drill}")
+                return 0
+            if args.action == "stats":
+                summary = await stats(store, args.limit)
+                if args.json:
+                    print(json.dumps(summary, indent=2))
+                    return 0
+                print(f"{summary['incidents']} incidents: {summary['statuses']}; kinds {summary['kinds']}")
+                for stage, s in summary["latency_ms"].items():
+                    print(f"  capture -> {stage:<24} p50 {s['p50']:8.1f} ms  p99 {s['p99']:8.1f} ms  (n={s['n']})")
                 return 0
             if not args.id:
                 print(f"campusguard incidents {args.action}: give the incident id", file=sys.stderr)
@@ -285,11 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("incidents", help="list, show and handle incidents (every change is audited)")
-    p.add_argument("action", choices=["list", "show", "verify", "dismiss", "ack", "resolve"])
+    p.add_argument("action", choices=["list", "show", "stats", "verify", "dismiss", "ack", "resolve"])
     p.add_argument("id", nargs="?", help="the incident id (for all but list)")
     p.add_argument("--by", help="who you are (required to change an incident)")
     p.add_argument("--note", default="", help="why, for the audit log")
-    p.add_argument("--limit", type=int, default=50, help="how many to list, newest first (default 50)")
+    p.add_argument("--limit", type=int, default=50, help="how many to list or count, newest first (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--config", "-c", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
     p.set_defaults(func=cmd_incidents)

@@ -95,3 +95,26 @@ async def describe(store: SQLiteStore, incident: Incident) -> dict[str, Any]:
     shown["deliveries"] = deliveries
     shown["latency_ms"] = latency
     return shown
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def stats(store: SQLiteStore, limit: int = 500) -> dict[str, Any]:
+    """How the last ``limit`` incidents went: counts by kind and status, and latency per stage (ms)."""
+    incidents = await store.list_incidents(limit)
+    by_stage: dict[str, list[float]] = {}
+    kinds: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    for incident in incidents:
+        kinds[str(incident.kind)] = kinds.get(str(incident.kind), 0) + 1
+        statuses[str(incident.status)] = statuses.get(str(incident.status), 0) + 1
+        for stage, ms in (await describe(store, incident))["latency_ms"].items():
+            by_stage.setdefault(stage, []).append(ms)
+    latency = {
+        stage: {"p50": _percentile(v, 0.5), "p99": _percentile(v, 0.99), "max": max(v), "n": len(v)}
+        for stage, v in sorted(by_stage.items())
+    }
+    return {"incidents": len(incidents), "kinds": kinds, "statuses": statuses, "latency_ms": latency}

@@ -342,3 +342,18 @@ async def test_show_gives_each_delivery_and_the_latency_of_each_stage(campusguar
             ("office", 1, "acknowledged", "delivered"), ("pager", 1, "acknowledged", "delivered"),
         ]  # fmt: skip
         assert set(shown["latency_ms"]) == {"detected", "raised", "delivered:office", "delivered:pager"}
+
+
+async def test_stats_summarise_latency_per_stage(campusguard_core) -> None:
+    from campusguard.core.incidents import stats
+
+    config = SITE + '\n[[rules]]\nname = "weapon"\nwhen = { kinds = ["weapon"] }\ndedupe_seconds = 0\n'
+    async with campusguard_core(config, plugins=PLUGINS) as core:
+        for n in range(3):
+            await raised(core, observed(n, kind="weapon"))
+        await until(lambda: _all_delivered(core))
+        summary = await stats(core.api.store)
+        assert summary["incidents"] == 3 and summary["kinds"] == {"weapon": 3}
+        assert summary["statuses"] == {"confirmed": 3}
+        assert {"detected", "raised", "delivered:office", "delivered:pager"} == set(summary["latency_ms"])
+        assert all(s["n"] == 3 and s["p50"] <= s["p99"] <= s["max"] for s in summary["latency_ms"].values())
