@@ -37,6 +37,13 @@ class MotionSettings(BaseModel):
     lightning: float = Field(
         default=0.6, gt=0, le=1, description="changed fraction above which a change is global (lights): recalibrate"
     )
+    crop: bool = Field(
+        default=False, description="detect on the area that moved plus the people already tracked, not the whole frame"
+    )
+    crop_margin: float = Field(default=0.05, ge=0, le=0.5, description="crop: padding, as a fraction of the frame side")
+    crop_max_area: float = Field(
+        default=0.5, gt=0, le=1, description="crop: larger areas than this fraction of the frame are detected whole"
+    )
 
 
 class TamperSettings(BaseModel):

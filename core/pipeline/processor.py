@@ -26,6 +26,8 @@ from campusguard.sdk import (
     Tracker,
 )
 
+from .crop import crop_box, cropped, uncropped
+
 log = logging.getLogger("campusguard.pipeline")
 
 
@@ -136,17 +138,26 @@ class FrameProcessor:
         """Run one batch (frames of different cameras, or consecutive frames of one in a replay)."""
         results = [FrameResult(frame) for frame in frames]
         moving = [r for r in results if r.frame.motion]
+        # Where to look: the whole frame, or (motion.crop) the area that moved plus the people tracked.
+        crops = {
+            id(r): crop_box(
+                r.frame, self._last_tracks.get(r.frame.camera_id, []), self._camera(r.frame.camera_id).motion
+            )
+            for r in moving
+        }
+        seen = {id(r): (cropped(r.frame, box) if (box := crops[id(r)]) else r.frame) for r in moving}
         # Group the moving frames by detector so each detector sees one batch.
         batches: dict[str, tuple[Detector, list[FrameResult]]] = {}
         for result in moving:
             for name, detector in self.detectors_for(result.frame.camera_id):
                 batches.setdefault(name, (detector, []))[1].append(result)
         outputs = await asyncio.gather(
-            *(self._detect(name, d, [r.frame for r in rs]) for name, (d, rs) in batches.items())
+            *(self._detect(name, d, [seen[id(r)] for r in rs]) for name, (d, rs) in batches.items())
         )
         for (_, rs), detections in zip(batches.values(), outputs, strict=True):
             for result, found in zip(rs, detections, strict=True):
-                result.detections.extend(found)
+                box = crops[id(result)]
+                result.detections.extend(uncropped(found, box) if box else found)
         for result in moving:
             result.detected = True
         for result in results:

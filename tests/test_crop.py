@@ -1,0 +1,112 @@
+"""motion.crop: detectors see the area that moved plus the people tracked; detections come back whole."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import av
+import numpy as np
+import pytest
+from peers.footage import PEDESTRIANS
+
+from campusguard.core.pipeline.crop import crop_box
+from campusguard.core.pipeline.processor import FrameProcessor
+from campusguard.sdk import Box, CameraSourceConfig, Detection, Detector, Frame, Keypoint, MotionSettings, Track
+from campusguard.sdk.testing import StubCore, make_context, make_frame
+
+CROPPING = MotionSettings(crop=True, crop_margin=0.0, crop_max_area=0.5)
+
+
+def track_at(box: Box) -> Track:
+    frame = make_frame()
+    return Track(track_id=1, camera_id="cam", label="person", box=box, score=0.9, first_seen=frame.captured,
+                 last_seen=frame.captured)  # fmt: skip
+
+
+def test_the_crop_covers_motion_and_tracks_or_nothing() -> None:
+    image = np.zeros((480, 640, 3), np.uint8)
+    frame = make_frame(image=image, regions=(Box(x1=100, y1=100, x2=200, y2=200),))
+    assert crop_box(frame, [], CROPPING) == Box(x1=100, y1=100, x2=200, y2=200)
+    standing = track_at(Box(x1=300, y1=50, x2=340, y2=150))  # someone still, outside the motion
+    assert crop_box(frame, [standing], CROPPING) == Box(x1=100, y1=50, x2=340, y2=200)
+    assert crop_box(frame, [], MotionSettings()) is None  # off by default
+    assert crop_box(frame.model_copy(update={"regions": ()}), [], CROPPING) is None  # () means all of it
+    wide = frame.model_copy(update={"regions": (Box(x1=0, y1=0, x2=600, y2=400),)})
+    assert crop_box(wide, [], CROPPING) is None  # most of the frame: detect it whole
+    margin = MotionSettings(crop=True, crop_margin=0.1)
+    assert crop_box(frame, [], margin) == Box(x1=36, y1=36, x2=264, y2=264)  # 10% of 640, clipped at 0
+
+
+class Seer(Detector):
+    """Finds one person in the middle of whatever it is shown; records the sizes it was shown."""
+
+    kind = "seer"
+    shown: ClassVar[list[tuple[int, int]]] = []
+
+    async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
+        out = []
+        for frame in frames:
+            Seer.shown.append((frame.width, frame.height))
+            assert frame.image.shape[:2] == (frame.height, frame.width)
+            cx, cy = frame.width / 2, frame.height / 2
+            box = Box(x1=cx - 10, y1=cy - 20, x2=cx + 10, y2=cy + 20)
+            out.append([Detection(box=box, label="person", score=0.9, keypoints=(Keypoint(x=cx, y=cy, score=0.8),))])
+        return out
+
+
+async def test_detections_in_a_crop_come_back_in_the_whole_frames_pixels(tmp_path: Path) -> None:
+    Seer.shown.clear()
+    camera = CameraSourceConfig(motion=CROPPING)
+    core = StubCore(tmp_path, cameras={"cam": camera})
+    seer = Seer("seer", Seer.Config(), make_context("seer", tmp_path, core))
+    processor = FrameProcessor(core, lambda: {"seer": seer}, dict, dict)
+    frame = make_frame(camera_id="cam", image=np.zeros((480, 640, 3), np.uint8),
+                       regions=(Box(x1=100, y1=200, x2=200, y2=300),))  # fmt: skip
+    (result,) = await processor.process([frame])
+    assert Seer.shown == [(100, 100)]
+    (found,) = result.detections
+    assert found.box == Box(x1=140, y1=230, x2=160, y2=270)  # the crop's middle, in frame pixels
+    assert found.keypoints == (Keypoint(x=150, y=250, score=0.8),)
+
+
+@pytest.mark.slow
+async def test_movenet_on_cropped_motion_finds_the_same_people(tmp_path: Path) -> None:
+    """Real footage: with crop on, MoveNet finds people on as many frames as on whole frames."""
+    from campusguard.core.pipeline.motion import MotionGate
+    from campusguard.detectors.movenet import MoveNetDetector
+
+    detector = MoveNetDetector(
+        "movenet", MoveNetDetector.Config(), make_context("movenet", tmp_path, StubCore(tmp_path))
+    )
+    await detector.start()
+    try:
+        counts = {}
+        for crop in (False, True):
+            settings = MotionSettings(crop=crop)
+            core = StubCore(tmp_path, cameras={"cam": CameraSourceConfig(motion=settings)})
+            processor = FrameProcessor(core, lambda: {"movenet": detector}, dict, dict)
+            gate = MotionGate(settings)
+            processor._last_tracks.clear()
+            with_people = frames = 0
+            with av.open(str(PEDESTRIANS)) as container:
+                for n, picture in enumerate(container.decode(video=0)):
+                    if n % 3:
+                        continue
+                    image = picture.to_ndarray(format="bgr24")
+                    frame = make_frame(camera_id="cam", sequence=n, image=image, width=image.shape[1],
+                                       height=image.shape[0])  # fmt: skip
+                    motion = gate.update(image)  # as the camera runner does
+                    if not (motion.motion or motion.calibrating):
+                        continue
+                    regions = tuple(Box(x1=r[0], y1=r[1], x2=r[2], y2=r[3]) for r in motion.regions)
+                    frame = frame.model_copy(update={"regions": regions})
+                    (result,) = await processor.process([frame])
+                    frames += 1
+                    with_people += any(d.label == "person" for d in result.detections)
+            counts[crop] = with_people / max(frames, 1)
+        print(f"frames with people: whole {counts[False]:.0%}, cropped {counts[True]:.0%}")
+        assert counts[True] >= counts[False] - 0.05, counts
+    finally:
+        await detector.stop()
