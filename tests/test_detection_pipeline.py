@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -161,6 +162,33 @@ async def test_a_busy_camera_cannot_starve_the_others_and_hot_cameras_go_first()
     assert [f.sequence for f in first + second if f.camera_id == "busy"] == [49]  # its latest frame only
     assert scheduler.dropped == {"busy": 49}
     assert scheduler.next_batch() == []
+
+
+async def test_hot_cameras_go_ahead_but_never_starve_a_quiet_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection saturated: four cameras with incidents and one quiet camera, one frame per turn."""
+    from campusguard.core.pipeline import scheduler as module
+
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+
+    async def process(frames: Sequence[Frame]) -> None:
+        pass
+
+    scheduler = DetectionScheduler(process, batch_size=1, hot_seconds=3600)
+    hot = ["h1", "h2", "h3", "h4"]
+    for camera in hot:
+        await scheduler.on_incident(make_incident(camera_id=camera))
+    turns: list[str] = []
+    for _ in range(200):  # every camera always has a frame waiting; each turn takes 50 ms
+        for camera in [*hot, "quiet"]:
+            await scheduler.offer(make_frame(camera_id=camera))
+        turns.append(scheduler.next_batch()[0].camera_id)
+        clock[0] += 0.05
+    quiet = [i for i, c in enumerate(turns) if c == "quiet"]
+    gaps = [b - a for a, b in itertools.pairwise(quiet)]
+    assert turns[:4] == hot  # the incidents go first
+    # Each hot camera is served every ~0.25 s, the quiet one every ~1.25 s (HOT_LEAD later): slowed, not starved.
+    assert len(quiet) >= 7 and max(gaps) <= 25
 
 
 class PipelinePlugin:

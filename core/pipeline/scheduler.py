@@ -1,8 +1,12 @@
 """Shares the detectors among all cameras: the latest frame per camera, served round-robin in
-batches, cameras with an open incident first.
+batches, cameras with a recent incident ahead of the others.
 
 A camera that sends many frames cannot starve the others: each camera has one slot (its latest
-frame, older ones counted as dropped) and the least recently served camera goes next.
+frame, older ones counted as dropped) and the least recently served camera goes next. A camera
+with a recent incident counts as served ``HOT_LEAD`` seconds earlier than it was: it goes ahead,
+but a quiet camera that has waited that much longer still goes first, so when detection is
+saturated the quiet cameras are slowed, never starved (and can still raise the incident that
+would make them hot).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ log = logging.getLogger("campusguard.pipeline")
 
 # Health incidents say nothing about what the camera sees: they do not raise its priority.
 _NOT_HOT = {IncidentKind.CAMERA_OFFLINE, IncidentKind.CAMERA_ONLINE, IncidentKind.CAMERA_TAMPER}
+HOT_LEAD = 1.0  # seconds of head start a camera with a recent incident gets over quiet ones
 
 
 class DetectionScheduler:
@@ -60,12 +65,14 @@ class DetectionScheduler:
     # -- the loop --------------------------------------------------------------------------------
 
     def next_batch(self) -> list[Frame]:
-        """Hot cameras first, then the least recently served; at most one frame per camera."""
+        """The least recently served first, hot cameras with a head start; one frame per camera."""
         now = time.monotonic()
-        order = sorted(
-            self._latest,
-            key=lambda camera: (self._hot_until.get(camera, 0.0) <= now, self._served.get(camera, 0.0)),
-        )
+
+        def turn(camera: str) -> float:
+            served = self._served.get(camera, 0.0)
+            return served - HOT_LEAD if self._hot_until.get(camera, 0.0) > now else served
+
+        order = sorted(self._latest, key=turn)
         batch = [self._latest.pop(camera) for camera in order[: self.batch_size]]
         for frame in batch:
             self._served[frame.camera_id] = now
