@@ -166,8 +166,15 @@ class MqttNotifier(Notifier):
             messages.append((self.topics.state(*slot), self._open.value(slot), True))
             messages.append((self.topics.attributes(*slot), encode(self._open.attributes(slot, doc)), True))
         messages.append((self.topics.event(str(incident.kind)), encode(doc), False))  # last: state is current
-        for topic, payload, retain in messages:
-            await self._publish(link, topic, payload, retain=retain)
+        # Sent in this order on one connection (the broker keeps a client's order), acknowledged together:
+        # one round trip per incident instead of one per message.
+        results = await asyncio.gather(
+            *(self._publish(link, topic, payload, retain=retain) for topic, payload, retain in messages),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _on_camera_event(self, event: CameraEvent) -> None:
         state = camera_availability(event)
