@@ -105,9 +105,9 @@ class Core:
         """The SDK's ``raise_incident``; the rules also pass the incident's lifecycle ``jobs``."""
         incident.stamp(Stage.RAISED)
         targets = self.notifier_names() if targets is None else list(targets)
-        incident.stamp(Stage.ENQUEUED)
         if self.evidence is not None:
             await self.evidence.attach_snapshot(incident)  # bounded, never fails: notifiers get it at once
+        incident.stamp(Stage.ENQUEUED)  # the moment its deliveries are written (the same transaction)
         await self.store.record_incident(incident, targets, jobs=jobs)
         if self.evidence is not None:
             self.evidence.schedule_clip(incident)

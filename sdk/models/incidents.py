@@ -77,7 +77,11 @@ class Location(BaseModel):
 
 
 class Stage(StrEnum):
-    """Per-stage timestamps of an incident. Delivery stages are keyed per target (``delivered:sms``)."""
+    """Per-stage timestamps of an incident: captured, detected, raised, enqueued (its deliveries written).
+
+    When each target was sent each version is kept with the delivery itself, in the outbox, so a
+    delivery never rewrites the incident: ``campusguard incidents show`` and ``stats`` give them.
+    """
 
     CAPTURED = "captured"
     DETECTED = "detected"
