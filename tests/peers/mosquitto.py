@@ -76,7 +76,14 @@ class Mosquitto:
         self.log = folder / "mosquitto.log"
 
     def _write_config(self) -> Path:
-        lines = [f"listener {self.port} {self.host}", f"log_dest file {self.log}", "log_type all"]
+        # set_tcp_nodelay: as docs/mqtt.md recommends; mosquitto's default (Nagle on) delays ~2% of QoS-1
+        # acknowledgements by the 40 ms delayed-ACK timer.
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"log_dest file {self.log}",
+            "log_type all",
+            "set_tcp_nodelay true",
+        ]
         if os.geteuid() == 0:
             lines.append("user root")  # else mosquitto drops to its own user, who cannot read tmp_path
         if self.users is None:
