@@ -17,6 +17,7 @@ This module stays light to import (listing plugins); numpy, OpenCV and LiteRT lo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,6 +54,12 @@ class MoveNetConfig(BaseModel):
         description="also run overlapping tiles: when a pass is saturated (6 people), on every frame, or never",
     )
     max_tiles: int = Field(default=4, ge=1, le=16, description="tiles per frame when tiling (4: 2x2)")
+    tile_max_lag: float = Field(
+        default=0.25,
+        ge=0,
+        description="auto: skip the tiles when the frames waiting for detection would wait longer than this "
+        "(seconds) for them, so a crowd on one camera never delays the others' detection",
+    )
 
     @field_validator("input_size")
     @classmethod
@@ -72,6 +79,8 @@ class MoveNetDetector(Detector):
 
     _executor: ThreadPoolExecutor | None = None
     _engine: MoveNetEngine | None = None
+    tiles_skipped = 0  # frames whose crowd tiles were skipped because detection was behind
+    _pass_seconds = 0.02  # running estimate of one model pass, for deciding about tiles
 
     @property
     def settings(self) -> MoveNetConfig:
@@ -124,12 +133,25 @@ class MoveNetDetector(Detector):
         """Runs in the worker thread."""
         cfg = self.settings
         out: list[list[Detection]] = []
-        for frame in frames:
+        started = time.monotonic()
+        for index, frame in enumerate(frames):
+            tile = cfg.tile
+            if tile == "auto":
+                # How long the frames still waiting (behind this batch, and in it) will have waited:
+                # the crowd's extra passes (4 more) would add to every one of them.
+                behind = self.waiting + len(frames) - index - 1
+                projected = self.lag + (time.monotonic() - started) + behind * self._pass_seconds
+                if behind and projected > cfg.tile_max_lag:
+                    tile = "off"
+                    self.tiles_skipped += 1
             image = _bgr(frame.image)
             if image is None:
                 out.append([])  # metadata-only frame: nothing to look at
                 continue
-            people = engine.detect(image, cfg.confidence, tile=cfg.tile, max_tiles=cfg.max_tiles)
+            begun = time.monotonic()
+            people = engine.detect(image, cfg.confidence, tile=tile, max_tiles=cfg.max_tiles)
+            if tile == "off" or len(people) < 6:  # one pass: keep a running estimate of its cost
+                self._pass_seconds += 0.2 * ((time.monotonic() - begun) - self._pass_seconds)
             out.append([_to_detection(p, cfg.keypoint_confidence) for p in people])
         return out
 

@@ -80,6 +80,12 @@ class Detector(Component):
     category = "detector"
     labels: ClassVar[tuple[str, ...]] = ()
     input_size: ClassVar[tuple[int, int]] = (0, 0)
+    #: Set by the core before each call: seconds the oldest frame still waiting for detection has
+    #: waited (0 when none waits, as in a replay). A detector with optional extra work (MoveNet's
+    #: crowd tiles) may skip it while others wait, so one crowded camera never delays the rest.
+    lag: float = 0.0
+    #: Set with ``lag``: how many frames (of other cameras) are waiting for detection.
+    waiting: int = 0
 
     async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
         """Return one list of detections per frame, in the order given."""

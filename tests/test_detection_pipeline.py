@@ -162,6 +162,20 @@ async def test_a_busy_camera_cannot_starve_the_others_and_hot_cameras_go_first()
     assert [f.sequence for f in first + second if f.camera_id == "busy"] == [49]  # its latest frame only
     assert scheduler.dropped == {"busy": 49}
     assert scheduler.next_batch() == []
+    assert scheduler.lag() == 0.0  # nothing waits
+
+
+def test_lag_is_the_age_of_the_oldest_waiting_frame() -> None:
+    from campusguard.sdk import StageStamp
+
+    async def process(frames: Sequence[Frame]) -> None:
+        pass
+
+    scheduler = DetectionScheduler(process)
+    old = StageStamp.now().model_copy(update={"monotonic": StageStamp.now().monotonic - 0.3})
+    asyncio.run(scheduler.offer(make_frame(camera_id="a", captured=old)))
+    asyncio.run(scheduler.offer(make_frame(camera_id="b")))
+    assert 0.3 <= scheduler.lag() < 1.0
 
 
 async def test_hot_cameras_go_ahead_but_never_starve_a_quiet_one(monkeypatch: pytest.MonkeyPatch) -> None:

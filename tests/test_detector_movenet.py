@@ -137,6 +137,21 @@ def test_crowd_beyond_six_people_is_tiled(model_cache: Path, clip: list[Any], tm
         assert len(quarters) == 4
 
 
+def test_crowd_tiles_wait_while_other_cameras_wait(model_cache: Path, clip: list[Any], tmp_path: Path) -> None:
+    """When the scheduler says frames of other cameras have waited too long, the crowd's extra passes are
+    skipped (one pass, at most 6 people) so that one crowd never costs the other cameras their latency."""
+    path = str(model_cache / models.KNOWN_MODELS["movenet"].filename)
+    crowd = [mosaic(clip, (80, 152, 189, 252))]
+    behind = detector(tmp_path, model=path, input_size=512, tile_max_lag=0.25)
+    behind.lag, behind.waiting = 0.2, 3  # three cameras waiting, one of them for 200 ms already
+    (found,) = run(behind, crowd)
+    assert len(found) <= 6 and behind.tiles_skipped == 1
+    alone = detector(tmp_path, model=path, input_size=512, tile_max_lag=0.25)
+    alone.lag, alone.waiting = 0.0, 0  # nobody waits (a replay, a quiet site): the crowd is tiled
+    (found,) = run(alone, crowd)
+    assert len(found) > 6 and alone.tiles_skipped == 0
+
+
 # -- errors the user sees -------------------------------------------------------------------------
 
 

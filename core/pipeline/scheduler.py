@@ -78,6 +78,17 @@ class DetectionScheduler:
             self._served[frame.camera_id] = now
         return batch
 
+    def waiting(self) -> int:
+        """Frames waiting for detection (one per camera at most)."""
+        return len(self._latest)
+
+    def lag(self) -> float:
+        """Seconds the oldest frame still waiting for detection has waited (0: none waits)."""
+        if not self._latest:
+            return 0.0
+        now = time.monotonic()
+        return max(0.0, max(now - frame.captured.monotonic for frame in self._latest.values()))
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="detection-scheduler")
 
