@@ -318,6 +318,7 @@ class Core:
             self.processor.process, batch_size=settings.batch_size, hot_seconds=settings.hot_seconds
         )
         self.processor.lag, self.processor.waiting = self.scheduler.lag, self.scheduler.waiting
+        self.processor.rate = self.scheduler.rate
         self.bus.subscribe(FRAMES, self.scheduler.offer, name="detection", maxsize=64)
         self.bus.subscribe(INCIDENTS, self.scheduler.on_incident, name="detection-priority")
         self.scheduler.start()

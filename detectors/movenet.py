@@ -54,6 +54,12 @@ class MoveNetConfig(BaseModel):
         description="also run overlapping tiles: when a pass is saturated (6 people), on every frame, or never",
     )
     max_tiles: int = Field(default=4, ge=1, le=16, description="tiles per frame when tiling (4: 2x2)")
+    tile_max_load: float = Field(
+        default=0.5,
+        gt=0,
+        description="auto: skip the tiles while the frames the cameras offer would keep single passes busier "
+        "than this share of the time: crowd tiles only use headroom",
+    )
     tile_max_lag: float = Field(
         default=0.25,
         ge=0,
@@ -138,10 +144,12 @@ class MoveNetDetector(Detector):
             tile = cfg.tile
             if tile == "auto":
                 # How long the frames still waiting (behind this batch, and in it) will have waited:
-                # the crowd's extra passes (4 more) would add to every one of them.
+                # the crowd's extra passes (4 more) would add to every one of them. And whether the
+                # cameras' steady demand leaves room for extra passes at all.
                 behind = self.waiting + len(frames) - index - 1
                 projected = self.lag + (time.monotonic() - started) + behind * self._pass_seconds
-                if behind and projected > cfg.tile_max_lag:
+                loaded = self.demand * self._pass_seconds > cfg.tile_max_load
+                if loaded or (behind and projected > cfg.tile_max_lag):
                     tile = "off"
                     self.tiles_skipped += 1
             image = _bgr(frame.image)

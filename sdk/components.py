@@ -86,6 +86,8 @@ class Detector(Component):
     lag: float = 0.0
     #: Set with ``lag``: how many frames (of other cameras) are waiting for detection.
     waiting: int = 0
+    #: Set with ``lag``: frames per second all cameras offer to detection (0 in a replay).
+    demand: float = 0.0
 
     async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
         """Return one list of detections per frame, in the order given."""

@@ -176,6 +176,7 @@ def test_lag_is_the_age_of_the_oldest_waiting_frame() -> None:
     asyncio.run(scheduler.offer(make_frame(camera_id="a", captured=old)))
     asyncio.run(scheduler.offer(make_frame(camera_id="b")))
     assert 0.3 <= scheduler.lag() < 1.0
+    assert scheduler.rate() == 2 / 3.0  # two frames offered in the last 3 s
 
 
 async def test_hot_cameras_go_ahead_but_never_starve_a_quiet_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,6 +104,7 @@ class FrameProcessor:
         self._last_tracks: dict[str, list[Track]] = {}
         self.lag: Callable[[], float] = lambda: 0.0  # the scheduler's, when one feeds this processor
         self.waiting: Callable[[], int] = lambda: 0
+        self.rate: Callable[[], float] = lambda: 0.0
         self.failures: dict[str, int] = {}
         self.activity: dict[str, CameraActivity] = {}
 
@@ -128,7 +129,7 @@ class FrameProcessor:
 
     async def _detect(self, name: str, detector: Detector, frames: list[Frame]) -> list[list[Detection]]:
         try:
-            detector.lag, detector.waiting = self.lag(), self.waiting()
+            detector.lag, detector.waiting, detector.demand = self.lag(), self.waiting(), self.rate()
             results = await asyncio.wait_for(detector.detect(frames), self.deadline)
             if len(results) != len(frames):
                 raise ValueError(f"returned {len(results)} lists for {len(frames)} frames")

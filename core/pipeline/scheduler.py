@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ log = logging.getLogger("campusguard.pipeline")
 # Health incidents say nothing about what the camera sees: they do not raise its priority.
 _NOT_HOT = {IncidentKind.CAMERA_OFFLINE, IncidentKind.CAMERA_ONLINE, IncidentKind.CAMERA_TAMPER}
 HOT_LEAD = 1.0  # seconds of head start a camera with a recent incident gets over quiet ones
+RATE_WINDOW = 3.0  # seconds over which the demand on detection is measured
 
 
 class DetectionScheduler:
@@ -44,6 +46,7 @@ class DetectionScheduler:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped: dict[str, int] = {}
+        self._arrivals: deque[float] = deque()  # when frames were offered, for the demand rate
         self.processed: dict[str, int] = {}
 
     # -- inputs (bus handlers) -------------------------------------------------------------------
@@ -53,6 +56,7 @@ class DetectionScheduler:
         if camera in self._latest:
             self.dropped[camera] = self.dropped.get(camera, 0) + 1
         self._latest[camera] = frame
+        self._arrivals.append(time.monotonic())
         self._wakeup.set()
 
     async def on_incident(self, incident: Incident) -> None:
@@ -77,6 +81,13 @@ class DetectionScheduler:
         for frame in batch:
             self._served[frame.camera_id] = now
         return batch
+
+    def rate(self) -> float:
+        """Frames per second offered to detection over the last few seconds, all cameras together."""
+        now = time.monotonic()
+        while self._arrivals and self._arrivals[0] < now - RATE_WINDOW:
+            self._arrivals.popleft()
+        return len(self._arrivals) / RATE_WINDOW
 
     def waiting(self) -> int:
         """Frames waiting for detection (one per camera at most)."""
