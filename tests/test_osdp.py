@@ -686,13 +686,33 @@ scbk = {{ env = "CG_TEST_OSDP_SCBK" }}
 async def test_a_confirmed_weapon_locks_the_real_door_down_and_leaves_the_way_out(
     tmp_path: Path, pty_bus: PtyBus, peers: Callable[..., PdPeer], campusguard_core: Any, monkeypatch: Any
 ) -> None:
-    """Issue 6's acceptance path: weapon observation -> rule -> lockdown scenario -> safety gate -> OSDP PD."""
+    """Issue 6's acceptance path: weapon observation -> rule -> lockdown scenario -> safety gate -> OSDP PD,
+    and CAP alerts (validated against the OASIS XSD) to an HTTP endpoint and to SIPp."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from peers.cap_schema import validate_cap
+    from peers.sipp import Sipp, body_parts, split_message
+
     from campusguard.sdk import OBSERVATIONS, StageStamp
     from campusguard.sdk.testing import make_observation
 
+    alerts: list[bytes] = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            alerts.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    endpoint = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
     pd = peers(fd=pty_bus.master)
     monkeypatch.setenv("CG_TEST_OSDP_SCBK", KEY)
-    toml = f"""
+    async with Sipp("message_200.xml", tmp_path / "sipp", "tcp") as psap:
+        toml = f"""
 [adapters.panel]
 type = "osdp"
 transport = {{ serial = "{pty_bus.path}" }}
@@ -700,6 +720,18 @@ transport = {{ serial = "{pty_bus.path}" }}
 address = {ADDRESS}
 door_id = "front"
 scbk = {{ env = "CG_TEST_OSDP_SCBK" }}
+
+[adapters.county]
+type = "cap_http"
+url = "http://127.0.0.1:{endpoint.server_address[1]}/cap"
+sender = "safety@school.example"
+
+[adapters.psap]
+type = "cap_sip"
+target = "{psap.uri}"
+transport = "tcp"
+sender = "safety@school.example"
+area = {{ description = "Lincoln High School", latitude = 40.7128, longitude = -74.006 }}
 
 [doors.front]
 via = "panel"
@@ -720,22 +752,33 @@ exercise = true
 [[rules.actions]]
 do = "door_scenario"
 scenario = "lockdown"
+[[rules.actions]]
+do = "dispatch"
+targets = ["county", "psap"]
 """
-    async with campusguard_core(toml, entry_points=True) as core:
-        assert core.state("adapters", "panel") == "loaded", core.error("adapters", "panel")
-        captured = StageStamp.now()
-        core.api.bus.publish(OBSERVATIONS, make_observation(kind="weapon", camera_id="gym", captured=captured))
-        deadline = time.monotonic() + 10
-        while not (pd.commands(OUTPUT) and pd.commands(LED) and pd.commands(BUZZER)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        (strike,) = pd.commands(OUTPUT)
-        assert strike["control_code"] == 1  # output off: the strike de-energised, secured from outside
-        assert pd.commands(LED) and pd.commands(BUZZER)  # the reader shows the lockdown
-        print(f"weapon frame -> PD strike command: {1000 * (strike['t'] - captured.monotonic):.1f} ms")
-        audit = {(e.subject, e.action): e.detail for e in await core.api.store.audit_entries()}
-        deadline = time.monotonic() + 5
-        while ("front", "door.lockdown.done") not in audit and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            audit = {(e.subject, e.action): e.detail for e in await core.api.store.audit_entries()}
-        assert audit[("front", "door.lockdown.done")]["exercise"] is True  # a drill, end to end
-        assert "could trap people" in audit[("stair", "door.lockdown.refused")]["detail"]
+        try:
+            async with campusguard_core(toml, entry_points=True) as core:
+                assert core.state("adapters", "panel") == "loaded", core.error("adapters", "panel")
+                captured = StageStamp.now()
+                core.api.bus.publish(OBSERVATIONS, make_observation(kind="weapon", camera_id="gym", captured=captured))
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not (
+                    pd.commands(OUTPUT) and pd.commands(LED) and pd.commands(BUZZER) and alerts and psap.received()
+                ):
+                    await asyncio.sleep(0.01)
+                (strike,) = pd.commands(OUTPUT)
+                assert strike["control_code"] == 1  # output off: the strike de-energised, secured from outside
+                assert pd.commands(LED) and pd.commands(BUZZER)  # the reader shows the lockdown
+                audit = {(e.subject, e.action): e.detail for e in await core.api.store.audit_entries()}
+                assert audit[("front", "door.lockdown.done")]["exercise"] is True  # a drill, end to end
+                assert "could trap people" in audit[("stair", "door.lockdown.refused")]["detail"]
+        finally:
+            endpoint.shutdown()
+        assert await psap.done() == 0
+    (alert,) = alerts
+    root = validate_cap(alert)  # the OASIS CAP 1.2 XSD
+    assert root.findtext("{urn:oasis:names:tc:emergency:cap:1.2}status") == "Exercise"
+    (raw,) = psap.received()
+    _, headers, body = split_message(raw)
+    caps = [p for p in body_parts(headers["content-type"], body) if "cap" in p.get_content_type()]
+    assert len(caps) == 1 and validate_cap(caps[0].get_payload(decode=True)) is not None
