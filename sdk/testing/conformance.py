@@ -36,7 +36,7 @@ from campusguard.sdk.components import (
     VisitorSystem,
 )
 from campusguard.sdk.errors import AuthFailed, NotReady
-from campusguard.sdk.models import DoorAction, DoorCommand
+from campusguard.sdk.models import DoorAction, DoorCommand, Visitor
 
 from .factories import make_frame, make_incident, make_observation
 from .stubs import StubCore, make_context
@@ -232,11 +232,32 @@ class AccessControlConformance(ComponentConformance):
 
 
 class VisitorSystemConformance(ComponentConformance):
+    """Checks a visitor system: the roster is a list of visitors, and a lockdown is answered in words."""
+
     base_class = VisitorSystem
 
     async def exercise(self, component: Component) -> Any:
         assert isinstance(component, VisitorSystem)
         return await component.on_site()
+
+    async def test_on_site_is_a_list_of_visitors(self, tmp_path: Path) -> None:
+        component = self.build(tmp_path)
+        await component.start()
+        try:
+            roster = await asyncio.wait_for(self.exercise(component), self.deadline)
+        finally:
+            await component.stop()
+        assert isinstance(roster, list) and all(isinstance(v, Visitor) for v in roster)
+
+    async def test_an_emergency_is_answered_in_words(self, tmp_path: Path) -> None:
+        component = self.build(tmp_path)
+        assert isinstance(component, VisitorSystem)
+        await component.start()
+        try:
+            answer = await asyncio.wait_for(component.on_emergency("lockdown", [], exercise=True), self.deadline)
+        finally:
+            await component.stop()
+        assert isinstance(answer, str) and answer.strip(), "on_emergency() returns what was done, for the audit log"
 
 
 class DispatcherConformance(ComponentConformance):
