@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from campusguard.sdk import Box, ConfigError, Detection, Detector, Frame, Keypoint, Registry, hookimpl
+from campusguard.sdk import ConfigError, Detection, Detector, Frame, Registry, hookimpl
 
 from . import models
 
@@ -193,11 +193,14 @@ def _bgr(image: Any) -> Any:
 
 def _to_detection(person: Person, keypoint_confidence: float) -> Detection:
     x1, y1, x2, y2 = (float(v) for v in person.box)
-    keypoints = tuple(
-        Keypoint(x=float(x), y=float(y), score=float(s) if s >= keypoint_confidence else 0.0)
-        for x, y, s in person.keypoints
-    )
-    return Detection(box=Box(x1=x1, y1=y1, x2=x2, y2=y2), label="person", score=person.score, keypoints=keypoints)
+    # One validation of plain data (pydantic's core does it in one pass): half the cost of 19 objects.
+    keypoints = [
+        {"x": x, "y": y, "score": s if s >= keypoint_confidence else 0.0} for x, y, s in person.keypoints.tolist()
+    ]
+    return Detection.model_validate({
+        "box": {"x1": x1, "y1": y1, "x2": x2, "y2": y2}, "label": "person", "score": float(person.score),
+        "keypoints": keypoints,
+    })  # fmt: skip
 
 
 @hookimpl
