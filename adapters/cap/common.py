@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from campusguard.sdk import AuthFailed, Dispatcher, Incident, NotReady
 
@@ -37,3 +37,25 @@ def check_http_status(what: str, status: int, body: bytes) -> None:
     if status in (401, 403):
         raise AuthFailed(f"{what} refused our credentials (HTTP {status}){detail}")
     raise NotReady(f"{what} answered HTTP {status}{detail}; the delivery stays queued and is retried")
+
+
+async def post_incident(
+    client: Any, what: str, url: str, body: bytes, content_type: str, incident: Incident, target: str,
+    token: str | None,
+) -> Any:  # fmt: skip
+    """POST one version of an incident with its idempotency key and drill marking; errors mapped."""
+    import httpx
+
+    headers = {
+        "Content-Type": content_type,
+        "Idempotency-Key": incident.delivery_key(target),
+        "X-Campusguard-Exercise": "true" if incident.exercise else "false",
+    }
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise NotReady(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
+    check_http_status(what, response.status_code, response.content)
+    return response

@@ -8,7 +8,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 
 from campusguard.sdk import Incident, NotReady
 
-from .common import CapDispatcher, check_http_status
+from .common import CapDispatcher, post_incident
 from .settings import CapSettings
 
 
@@ -58,26 +58,17 @@ class CapHttpDispatcher(CapDispatcher):
             await client.aclose()
 
     async def dispatch(self, incident: Incident) -> None:
-        import httpx
 
         config = self.config
         assert isinstance(config, CapHttpDispatcher.Config)
         if getattr(self, "_client", None) is None:
             raise NotReady(f"CAP target {config.url}: the dispatcher is not started")
         body, ref = await self.render(incident)
-        headers = {
-            "Content-Type": config.content_type,
-            "Idempotency-Key": incident.delivery_key(self.name),
-            "X-Campusguard-Exercise": "true" if incident.exercise else "false",
-        }
-        if config.token is not None:
-            headers["Authorization"] = f"Bearer {config.token.get_secret_value()}"
         what = f"CAP target {config.url}"
-        try:
-            response = await self._client.post(str(config.url), content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise NotReady(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
-        check_http_status(what, response.status_code, response.content)
+        token = config.token.get_secret_value() if config.token is not None else None
+        response = await post_incident(
+            self._client, what, str(config.url), body, config.content_type, incident, self.name, token
+        )
         if config.expect_ack:
             from .alert import AckError, check_ack
 

@@ -16,7 +16,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_
 
 from campusguard.sdk import Dispatcher, Incident, NotReady
 
-from .common import check_http_status
+from .common import post_incident
 from .settings import AreaSettings
 
 SCHEMA = "campusguard.partner-share/1"
@@ -119,24 +119,13 @@ class Partner911Dispatcher(Dispatcher):
         }
 
     async def dispatch(self, incident: Incident) -> None:
-        import httpx
 
         config = self.config
         assert isinstance(config, Partner911Dispatcher.Config)
         if getattr(self, "_client", None) is None:
             raise NotReady(f"911 partner {config.url}: the dispatcher is not started")
         body = json.dumps(self.payload(incident), ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": incident.delivery_key(self.name),
-            "X-Campusguard-Exercise": "true" if incident.exercise else "false",
-        }
-        if config.token is not None:
-            headers["Authorization"] = f"Bearer {config.token.get_secret_value()}"
         what = f"911 partner {config.url}"
-        try:
-            response = await self._client.post(str(config.url), content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise NotReady(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
-        check_http_status(what, response.status_code, response.content)
+        token = config.token.get_secret_value() if config.token is not None else None
+        await post_incident(self._client, what, str(config.url), body, "application/json", incident, self.name, token)
         self.log.info("incident %s (%s) shared with %s; no call placed", incident.id, incident.change, config.url)
