@@ -210,7 +210,7 @@ class Core:
         self.specs = specs
         return specs
 
-    async def start(self, include: Callable[[str], bool] | None = None) -> None:
+    async def start(self, include: Callable[[str], bool] | None = None, *, services: bool = True) -> None:
         """Start the store, the bus and every component (of the tables ``include`` accepts)."""
         if not self.specs:
             self.prepare()
@@ -231,14 +231,17 @@ class Core:
             )
             self.supervisor.add(spec, spec.cls(spec.name, spec.config, context))
         await self.supervisor.start_all()
-        self.evidence = EvidenceRecorder(self, self.config.settings.evidence)
-        await self.evidence.start()
-        self._start_detection()
-        await self._start_rules()
-        self._start_lifecycle()
-        self._start_tailgating()
-        self._start_visitors()
-        await self._start_control()
+        # services=False: just the components (the doors CLI acting while no core runs), so a command
+        # never also runs pending escalations or rules as a side effect.
+        if services:
+            self.evidence = EvidenceRecorder(self, self.config.settings.evidence)
+            await self.evidence.start()
+            self._start_detection()
+            await self._start_rules()
+            self._start_lifecycle()
+            self._start_tailgating()
+            self._start_visitors()
+            await self._start_control()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
         log.info("campusguard started: %d components, site %r", len(self.specs), self.config.settings.core.site)
@@ -276,8 +279,10 @@ class Core:
         log.info("campusguard stopped")
 
     @contextlib.asynccontextmanager
-    async def running(self, include: Callable[[str], bool] | None = None) -> AsyncIterator[Core]:
-        await self.start(include)
+    async def running(
+        self, include: Callable[[str], bool] | None = None, *, services: bool = True
+    ) -> AsyncIterator[Core]:
+        await self.start(include, services=services)
         try:
             yield self
         finally:

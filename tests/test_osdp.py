@@ -782,3 +782,59 @@ targets = ["county", "psap"]
     _, headers, body = split_message(raw)
     caps = [p for p in body_parts(headers["content-type"], body) if "cap" in p.get_content_type()]
     assert len(caps) == 1 and validate_cap(caps[0].get_payload(decode=True)) is not None
+
+
+@pytest.mark.slow
+def test_the_doors_cli_acts_on_its_own_when_no_core_runs(
+    tmp_path: Path, pty_bus: PtyBus, peers: Callable[..., PdPeer]
+) -> None:
+    """No core running: `campusguard doors` starts just the access control, acts, audits and stops."""
+    import getpass
+
+    from campusguard.core.store import SQLiteStore
+
+    pd = peers(fd=pty_bus.master)
+    config = tmp_path / "plugins.toml"
+    config.write_text(f"""
+[core]
+data_dir = "var"
+
+[adapters.panel]
+type = "osdp"
+transport = {{ serial = "{pty_bus.path}" }}
+[[adapters.panel.peripherals]]
+address = {ADDRESS}
+door_id = "front"
+scbk = "{KEY}"
+
+[doors.front]
+via = "panel"
+egress = true
+
+[scenarios.lockdown]
+kind = "lockdown"
+doors = ["front"]
+""")
+    cli = str(Path(sys.executable).parent / "campusguard")
+
+    def doors(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, "doors", *args, "-c", str(config)], capture_output=True, text=True, timeout=90)
+
+    status = doors("status", "--by", "ms.rivera")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("front") and " done " in status.stdout
+    lockdown = doors("lockdown", "lockdown", "--by", "ms.rivera", "--exercise", "--reason", "drill")
+    assert lockdown.returncode == 0, lockdown.stderr
+    assert [c["control_code"] for c in pd.commands(OUTPUT)] == [1]
+
+    async def audited() -> list[Any]:
+        store = SQLiteStore(tmp_path / "var" / "campusguard.db")
+        await store.open()
+        try:
+            return [e for e in await store.audit_entries() if e.action == "door.lockdown.done"]
+        finally:
+            await store.close()
+
+    (entry,) = asyncio.run(audited())
+    assert entry.actor == "ms.rivera" and entry.detail["authenticated_as"] == getpass.getuser()
+    assert entry.detail["exercise"] is True

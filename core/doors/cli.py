@@ -50,7 +50,7 @@ async def standalone(loaded: LoadedConfig, payload: dict[str, Any]) -> dict[str,
     from .service import serve
 
     core = Core(loaded)
-    async with core.running(include=lambda table: table == "adapters"):
+    async with core.running(include=lambda table: table == "adapters", services=False):
         try:
             results = await serve(core.doors, payload, getpass.getuser())
         except ControlError as exc:
