@@ -71,6 +71,7 @@ class Core:
         self.lifecycle: Any = None  # Lifecycle: escalations, delayed actions, people's decisions
         # Every door command, from rules or people, passes this gate: safety checks and audit.
         self.control: Any = None  # ControlServer: the local socket the CLI talks to
+        self._camera_configs: dict[str, CameraSourceConfig] | None = None
         self.tailgating: Any = None  # TailgatingWatch, when a door has a camera and a line
         self.visitors: Any = None  # VisitorRoster: who is on site, announced on lockdown and evacuation
         self.event_observations: Any = None  # EventObservations: door and camera alarms for the rules
@@ -91,10 +92,11 @@ class Core:
         return self.config.data_dir
 
     def camera(self, camera_id: str) -> CameraSourceConfig | None:
-        for spec in self.specs:
-            if spec.table == "cameras" and spec.name == camera_id and isinstance(spec.config, CameraSourceConfig):
-                return spec.config
-        return None
+        # Looked up several times per frame (detectors, tracker, crop): a dict, built once per config.
+        if self._camera_configs is None:
+            cameras = [s for s in self.specs if s.table == "cameras"]
+            self._camera_configs = {s.name: s.config for s in cameras if isinstance(s.config, CameraSourceConfig)}
+        return self._camera_configs.get(camera_id)
 
     def camera_ids(self) -> list[str]:
         return [s.name for s in self.specs if s.table == "cameras"]
@@ -208,6 +210,7 @@ class Core:
                     )
                 )
         self.specs = specs
+        self._camera_configs = None
         return specs
 
     async def start(self, include: Callable[[str], bool] | None = None, *, services: bool = True) -> None:
