@@ -52,10 +52,7 @@ async def change_status(store: SQLiteStore, incident_id: str, action: str, *, by
             refused.append(f"incident {incident_id} is {current}: cannot {action} it; allowed: {allowed}")
             return False
         detail["from"] = str(current)
-        incident.status = target
-        incident.revision += 1  # a change its receivers hear of: a new idempotency key
-        incident.change = IncidentChange(str(target))
-        incident.stamp(str(target))
+        incident.advance(IncidentChange(str(target)), target)
         return True
 
     # One transaction: the new status, who set it, and the core's job to tell everyone are never apart.

@@ -125,10 +125,7 @@ class Core:
         def resolve(incident: Incident) -> bool:
             if IncidentStatus(incident.status) in (IncidentStatus.RESOLVED, IncidentStatus.DISMISSED):
                 return False
-            incident.status = IncidentStatus.RESOLVED
-            incident.revision += 1
-            incident.change = IncidentChange.RESOLVED
-            incident.stamp(str(IncidentStatus.RESOLVED))
+            incident.advance(IncidentChange.RESOLVED, IncidentStatus.RESOLVED)
             return True
 
         resolved = await self.store.change_incident(

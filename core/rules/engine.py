@@ -211,10 +211,7 @@ class RuleEngine:
         def confirm(stored: Incident) -> bool:
             if stored.status is not IncidentStatus.VERIFYING:
                 return False  # a person decided first
-            stored.status = IncidentStatus.CONFIRMED
-            stored.revision += 1
-            stored.change = IncidentChange.CONFIRMED
-            stored.stamp(str(IncidentStatus.CONFIRMED))
+            stored.advance(IncidentChange.CONFIRMED, IncidentStatus.CONFIRMED)
             return True
 
         notify = notify_targets(rule, self.core)

@@ -135,9 +135,7 @@ class Lifecycle:
         def escalate(incident: Incident) -> bool:
             if IncidentStatus(incident.status) not in J.UNACKNOWLEDGED:
                 return False  # someone took it on (or closed it): escalation ends here
-            incident.revision += 1
-            incident.change = IncidentChange.ESCALATED
-            incident.stamp(f"escalated:{payload['step']}:{round_}")
+            incident.advance(IncidentChange.ESCALATED, stage=f"escalated:{payload['step']}:{round_}")
             return True
 
         def repeat(incident: Incident) -> list[Job]:

@@ -122,6 +122,17 @@ class Incident(Message):
         self.stages = {**self.stages, key: stamp}
         return stamp
 
+    def advance(self, change: IncidentChange, status: IncidentStatus | None = None, stage: str | None = None) -> None:
+        """Record a change its receivers hear of: a new revision (a new idempotency key), stamped.
+
+        ``status``, when given, is the new status; ``stage`` names the stamp (default: the change).
+        """
+        if status is not None:
+            self.status = status
+        self.revision += 1
+        self.change = change
+        self.stamp(stage or str(change))
+
     def delivery_key(self, target: str) -> str:
         """The idempotency key of this version's delivery to ``target``: stable across restarts.
 
