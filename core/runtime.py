@@ -71,6 +71,7 @@ class Core:
         self.lifecycle: Any = None  # Lifecycle: escalations, delayed actions, people's decisions
         # Every door command, from rules or people, passes this gate: safety checks and audit.
         self.control: Any = None  # ControlServer: the local socket the CLI talks to
+        self.metrics: Any = None  # MetricsServer, when [core] metrics_port is set
         self._camera_configs: dict[str, CameraSourceConfig] | None = None
         self.tailgating: Any = None  # TailgatingWatch, when a door has a camera and a line
         self.visitors: Any = None  # VisitorRoster: who is on site, announced on lockdown and evacuation
@@ -242,6 +243,7 @@ class Core:
             self._start_tailgating()
             self._start_visitors()
             await self._start_control()
+            await self._start_metrics()
         self._started = True
         await self.host.call_lifecycle("campusguard_startup", self.config.settings.core.hook_timeout, core=self)
         log.info("campusguard started: %d components, site %r", len(self.specs), self.config.settings.core.site)
@@ -260,6 +262,9 @@ class Core:
         if self.control is not None:
             await self.control.stop()
             self.control = None
+        if self.metrics is not None:
+            await self.metrics.stop()
+            self.metrics = None
         if self.tailgating is not None:
             await self.tailgating.stop()
             self.tailgating = None
@@ -337,6 +342,15 @@ class Core:
         self.rules = RuleEngine(self, self.config.settings.rules)
         await self.rules.restore()  # a restart within a dedupe window updates, not re-raises
         self.rules.start()
+
+    async def _start_metrics(self) -> None:
+        core = self.config.settings.core
+        if core.metrics_port is None or self._include is not None:
+            return
+        from .metrics import MetricsServer
+
+        self.metrics = MetricsServer(self, core.metrics_host, core.metrics_port)
+        await self.metrics.start()
 
     async def _start_control(self) -> None:
         """The CLI's way in (doors); only a full core listens, not the CLI's own adapters-only one."""

@@ -40,6 +40,10 @@ class CoreSettings(BaseSettings):
     shutdown_timeout: float = Field(default=15.0, gt=0, description="upper bound of a clean shutdown")
     retry_initial: float = Field(default=1.0, gt=0, description="first NotReady retry delay, seconds")
     retry_max: float = Field(default=300.0, gt=0, description="longest NotReady retry delay, seconds")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve Prometheus metrics at http://metrics_host:PORT/metrics"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address the metrics endpoint listens on")
 
     @classmethod
     def settings_customise_sources(
