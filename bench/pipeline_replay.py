@@ -11,7 +11,11 @@ Two goals, both against a baseline measured in the same process on the same mach
 - **detector overhead**: per-call time of a hand-written integration (the same resize, pad, LiteRT
   call, decoding and tiling, vectorised, in line) over ``await MoveNetDetector.detect([frame])``, on
   the same interpreter and frames, median of call-by-call ratios: goal >= 0.95. The bare interpreter
-  call on a prepared tensor and the detector's engine called in line are reported alongside.
+  call on a prepared tensor and the detector's engine called in line are reported alongside. The raw
+  kinds run (and are timed) in the detector's own worker thread, as the interpreter is used in
+  production: one interpreter called from two threads in turn costs ~0.6 ms a call in cache and
+  thread hand-over that no deployment pays. ``direct_main`` (the baseline called from the main thread,
+  as this bench did before) is still measured and shown.
 
 The raw baseline does the model passes the detector does: the input is the frame scaled so its long
 side is ``input_size`` (256), padded bottom/right up to multiples of 32 (640x480 -> 256x192), the same
@@ -89,7 +93,7 @@ Floats = npt.NDArray[np.float32]
 TileMode = Literal["auto", "always", "off"]
 RAW, ALWAYS, GATE = "raw", "campusguard always", "campusguard gate"
 PIPELINE_KINDS = (RAW, ALWAYS, GATE)
-CALL_KINDS = ("invoke", "direct", "engine", "campusguard")
+CALL_KINDS = ("invoke", "direct", "engine", "campusguard", "direct_main")
 
 
 # --- the raw baseline: bare LiteRT ---------------------------------------------------------------------------------
@@ -534,8 +538,15 @@ async def _measure_calls(
         agree += len(ours.scores) == len(theirs) and bool(
             np.allclose(sorted(ours.scores), sorted(d.score for d in theirs), atol=1e-5)
         )
+    loop = asyncio.get_running_loop()
+
+    async def in_worker(fn: Callable[[int], object], i: int) -> float:
+        """``fn(i)`` timed inside the detector's worker thread: the interpreter's own thread."""
+        return await loop.run_in_executor(detector._executor, lambda: _ms(lambda: fn(i)))
+
     for i in range(min(len(frames), 10)):  # warm caches and the worker thread
-        invoke(i), direct_call(i), engine_call(i), await campusguard(i)
+        await in_worker(invoke, i), await in_worker(direct_call, i), await in_worker(engine_call, i)
+        await campusguard(i), direct_call(i)
 
     samples: dict[str, list[list[float]]] = {k: [] for k in CALL_KINDS}
     others: list[float | None] = []
@@ -544,13 +555,16 @@ async def _measure_calls(
         cpu, start = cpu_seconds(), time.monotonic()
         for c in range(calls):
             i = c % len(frames)
-            order = CALL_KINDS[c % 4 :] + CALL_KINDS[: c % 4]
+            shift = c % len(CALL_KINDS)
+            order = CALL_KINDS[shift:] + CALL_KINDS[:shift]
             for kind in order:
                 if kind == "campusguard":
                     per[kind].append(await campusguard(i))
+                elif kind == "direct_main":
+                    per[kind].append(_ms(lambda i=i: direct_call(i)))  # type: ignore[misc]
                 else:
                     fn = {"invoke": invoke, "direct": direct_call, "engine": engine_call}[kind]
-                    per[kind].append(_ms(lambda fn=fn, i=i: fn(i)))  # type: ignore[misc]
+                    per[kind].append(await in_worker(fn, i))
         others.append(others_cores(cpu, cpu_seconds(), time.monotonic() - start))
         for kind, values in per.items():
             samples[kind].append(values)
@@ -572,6 +586,7 @@ async def _measure_calls(
         "round_others_cpus": others,
         "ratio_invoke_over_campusguard": paired("invoke", "campusguard"),
         "ratio_engine_over_campusguard": paired("engine", "campusguard"),
+        "ratio_direct_main_over_campusguard": paired("direct_main", "campusguard"),
         "ratio_invoke_over_direct": paired("invoke", "direct"),
         "round_ratios_direct_over_campusguard": [
             statistics.median(x / y for x, y in zip(d, c, strict=True))
@@ -626,16 +641,18 @@ def print_calls(calls: dict[str, Any]) -> None:
     )
     print(f"{'kind':<13} {'ms/call':>8} {'ratio to campusguard':>21}  what")
     what = {
-        "invoke": "set_tensor/invoke/get_tensor on prepared tensors (the floor)",
-        "direct": "resize+pad+invoke+decode (+tiles, NMS), vectorised, in line: the goal's baseline",
-        "engine": "campusguard's MoveNetEngine.detect in line (no thread hop, no Detection objects)",
-        "campusguard": "await MoveNetDetector.detect([frame])",
+        "invoke": "set_tensor/invoke/get_tensor on prepared tensors (the floor), in the interpreter's thread",
+        "direct": "resize+pad+invoke+decode (+tiles, NMS), vectorised, in the interpreter's thread: the baseline",
+        "engine": "campusguard's MoveNetEngine.detect in the interpreter's thread (no hop, no Detection objects)",
+        "campusguard": "await MoveNetDetector.detect([frame]) from the event loop",
+        "direct_main": "direct, called from the main thread (the interpreter changes threads every call)",
     }
     ratios = {
         "invoke": calls["ratio_invoke_over_campusguard"],
         "direct": calls["ratio_direct_over_campusguard"],
         "engine": calls["ratio_engine_over_campusguard"],
         "campusguard": 1.0,
+        "direct_main": calls["ratio_direct_main_over_campusguard"],
     }
     for kind in CALL_KINDS:
         print(f"{kind:<13} {ms[kind]:>8.2f} {ratios[kind]:>21.3f}  {what[kind]}")
