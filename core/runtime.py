@@ -122,9 +122,10 @@ class Core:
 
     async def resolve_incident(self, incident_id: str, *, actor: str, note: str = "") -> Incident | None:
         """Close an incident the core itself saw end (a camera back online); its receivers hear of it."""
+        from .rules.jobs import CLOSED
 
         def resolve(incident: Incident) -> bool:
-            if IncidentStatus(incident.status) in (IncidentStatus.RESOLVED, IncidentStatus.DISMISSED):
+            if IncidentStatus(incident.status) in CLOSED:
                 return False
             incident.advance(IncidentChange.RESOLVED, IncidentStatus.RESOLVED)
             return True

@@ -23,7 +23,7 @@ from campusguard.sdk import (
 )
 from campusguard.sdk.bus import Bus
 
-from .model import DoorSettings
+from .model import DoorLookup, DoorSettings
 
 DOOR_KINDS: dict[DoorEventKind, str] = {
     DoorEventKind.FORCED_OPEN: "door_forced",
@@ -42,8 +42,7 @@ class EventObservations:
     def __init__(self, bus: Bus, doors: dict[str, DoorSettings]) -> None:
         self.bus = bus
         self._doors = doors
-        self._by_adapter = {(d.via, d.adapter_door or n): n for n, d in doors.items()}
-        self._by_id = {d.adapter_door or n: n for n, d in doors.items()}
+        self._lookup = DoorLookup(doors)
         self._subscriptions: list[Subscription] = []
 
     def start(self) -> None:
@@ -63,7 +62,7 @@ class EventObservations:
         kind = DOOR_KINDS.get(event.kind)
         if kind is None:
             return
-        name = self._by_adapter.get((event.source, event.door_id)) or self._by_id.get(event.door_id) or event.door_id
+        name = self._lookup.name(event.source, event.door_id) or event.door_id
         door = self._doors.get(name)
         camera = door.camera if door is not None and door.camera else name
         attributes = {"door": name, "source": event.source, "state": event.state, "detail": event.detail}

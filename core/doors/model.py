@@ -68,3 +68,15 @@ class ScenarioSettings(BaseModel):
     doors: list[str] = Field(default_factory=list, description="door names")
     zones: list[str] = Field(default_factory=list, description="every door of these zones")
     description: str = ""
+
+
+class DoorLookup:
+    """Which of the site's doors an adapter's event is about: adapters report their own door ids."""
+
+    def __init__(self, doors: dict[str, DoorSettings]) -> None:
+        self._by_adapter = {(d.via, d.adapter_door or n): n for n, d in doors.items()}
+        self._by_id = {d.adapter_door or n: n for n, d in doors.items()}
+
+    def name(self, source: str, door_id: str) -> str | None:
+        """The door's name in ``[doors]``, by the reporting adapter and its id, else by the id alone."""
+        return self._by_adapter.get((source, door_id)) or self._by_id.get(door_id)

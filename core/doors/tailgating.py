@@ -28,7 +28,7 @@ from campusguard.sdk import (
 )
 from campusguard.sdk.bus import Bus
 
-from .model import DoorSettings
+from .model import DoorLookup, DoorSettings
 
 log = logging.getLogger("campusguard.doors.tailgating")
 
@@ -51,8 +51,7 @@ class TailgatingWatch:
         watched = {n: d for n, d in doors.items() if d.camera and d.line}
         self._doors = {name: _Door(name, settings) for name, settings in watched.items()}
         # Adapters report their own door ids: map (adapter, its id) and the bare id to our door.
-        self._by_adapter = {(d.via, d.adapter_door or n): n for n, d in watched.items()}
-        self._by_id = {d.adapter_door or n: n for n, d in watched.items()}
+        self._lookup = DoorLookup(watched)
         self._by_line = {(d.camera, d.line): n for n, d in watched.items()}
         self._subscriptions: list[Subscription] = []
 
@@ -73,7 +72,7 @@ class TailgatingWatch:
         self._subscriptions = []
 
     def _door_of(self, event: DoorEvent) -> _Door | None:
-        name = self._by_adapter.get((event.source, event.door_id)) or self._by_id.get(event.door_id)
+        name = self._lookup.name(event.source, event.door_id)
         return self._doors.get(name) if name else None
 
     async def on_door_event(self, event: DoorEvent) -> None:
