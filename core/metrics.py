@@ -78,6 +78,14 @@ async def render(core: Any) -> str:
         for c in core.supervisor.components.values()
     ]  # fmt: skip
     out += _family("campusguard_component_up", "gauge", "1 when the component is loaded (running).", components)
+    processor = core.processor
+    if processor is not None:
+        blind = [
+            _sample("campusguard_analyzer_blind", 1, camera=camera, analyzer=analyzer)
+            for camera, analyzer in processor.coverage.gaps
+        ]
+        text = "1 when no detector of the camera reports a label the analyzer fires on (it can never fire)."
+        out += _family("campusguard_analyzer_blind", "gauge", text, blind)
     latency = [
         _sample("campusguard_latency_ms", values[q], stage=stage, quantile=quantile)
         for stage, values in summary["latency_ms"].items()

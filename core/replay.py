@@ -46,6 +46,7 @@ class ReplaySummary:
     observations: dict[str, int] = field(default_factory=dict)
     incidents: dict[str, int] = field(default_factory=dict)
     damage: str | None = None  # why decoding stopped early, for a truncated or corrupt file
+    blind: list[str] = field(default_factory=list)  # analyzers no detector could feed, and why
 
     def as_text(self) -> str:
         lines = [
@@ -59,6 +60,7 @@ class ReplaySummary:
         ]
         if self.damage:
             lines.append(f"  warning:      {self.damage}")
+        lines += [f"  warning:      {reason}" for reason in self.blind]
         return "\n".join(lines)
 
 
@@ -194,6 +196,7 @@ class Replay:
         self.summary.seconds = time.monotonic() - started
         self.summary.fps = self.summary.processed / self.summary.seconds if self.summary.seconds else 0.0
         self.summary.tracks = len(self._track_ids)
+        self.summary.blind = [gap.message() for gap in processor.coverage.gaps.values()]
         return self.summary
 
     def _record(self, outcome: FrameResult, index: int, at: float, out: IO[str] | None) -> None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -80,8 +80,7 @@ class MoveNetDetector(Detector):
 
     kind = "movenet"
     Config = MoveNetConfig
-    labels: ClassVar[tuple[str, ...]] = ("person",)
-    input_size: ClassVar[tuple[int, int]] = (256, 256)  # the default; `input_size` in the config wins
+    labels = ("person",)
 
     _executor: ThreadPoolExecutor | None = None
     _engine: MoveNetEngine | None = None
@@ -121,6 +120,7 @@ class MoveNetDetector(Detector):
             executor.shutdown(wait=False, cancel_futures=True)
             raise
         self._executor = executor
+        self.input_size = (cfg.input_size, cfg.input_size)  # the long side; the short one follows the frame
         self.log.info("MoveNet %s loaded (input %d, %d threads)", path, cfg.input_size, cfg.threads)
 
     async def stop(self) -> None:

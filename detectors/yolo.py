@@ -198,7 +198,7 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 class YoloDetector(Detector):
-    """YOLO object detection on ONNX Runtime (CPU). ``labels`` and ``input_size`` are set by ``start()``."""
+    """YOLO object detection on ONNX Runtime (CPU). ``labels`` and ``input_size`` come from the model file."""
 
     kind = "yolo"
     Config = YoloConfig
@@ -225,9 +225,8 @@ class YoloDetector(Detector):
             executor.shutdown(wait=False, cancel_futures=True)
             raise
         self._model, self._executor = model, executor
-        # The SDK declares these per class; a user-supplied model only knows them once loaded.
-        object.__setattr__(self, "labels", model.reported)
-        object.__setattr__(self, "input_size", model.size)
+        # A user-supplied model only knows them once loaded.
+        self.labels, self.input_size = model.reported, model.size
         self.log.info(
             "%s: %s layout, %d classes, input %dx%d, batch %d, labels %s",
             path.name,

@@ -78,8 +78,11 @@ class Detector(Component):
     """Finds objects in a batch of frames. Runs its model in worker threads, never on the loop."""
 
     category = "detector"
-    labels: ClassVar[tuple[str, ...]] = ()
-    input_size: ClassVar[tuple[int, int]] = (0, 0)
+    #: The labels it can report. A class whose labels depend on its model (a user's YOLO file) sets
+    #: them on the instance in ``start()``. Empty: not declared, so the core cannot check coverage.
+    labels: tuple[str, ...] = ()
+    #: (width, height) of the model input; (0, 0): any size. Per instance, like ``labels``.
+    input_size: tuple[int, int] = (0, 0)
     #: Set by the core before each call: seconds the oldest frame still waiting for detection has
     #: waited (0 when none waits, as in a replay). A detector with optional extra work (MoveNet's
     #: crowd tiles) may skip it while others wait, so one crowded camera never delays the rest.
@@ -107,6 +110,9 @@ class Analyzer(Component):
     """Turns tracks into observations (loitering, crowd, fall, ...)."""
 
     category = "analyzer"
+    #: The track labels it fires on (``person``, ``weapon``); empty: any label. The core warns when no
+    #: detector of a camera it watches reports any of them, as then it can never fire.
+    labels: tuple[str, ...] = ()
 
     async def analyze(self, frame: Frame, tracks: Sequence[Track]) -> list[Observation]:
         raise NotImplementedError

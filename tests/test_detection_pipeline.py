@@ -254,3 +254,99 @@ tamper.enabled = false
             await asyncio.sleep(0.01)
     assert {o.camera_id for o in observations} == {"yard", "hall"}
     assert any(len(batch) == 2 for batch in Finds.batches)  # both cameras in one detector call
+
+
+# -- coverage: analyzers that no detector can feed ----------------------------------------------------
+
+
+class WatchesWeapons(Analyzer):
+    kind = "watches_weapons"
+    labels = ("weapon",)
+
+    async def analyze(self, frame: Frame, tracks: Sequence[Track]) -> list[Observation]:
+        return []
+
+
+class FindsWeapons(Detector):
+    kind = "finds_weapons"
+    labels = ("gun", "weapon")
+
+    async def detect(self, frames: Sequence[Frame]) -> list[list[Detection]]:
+        return [[] for _ in frames]
+
+
+async def test_an_analyzer_no_detector_can_feed_is_named_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ctx = make_context("x", tmp_path)
+    core = StubCore(tmp_path, cameras={"gate": CameraSourceConfig(), "gym": CameraSourceConfig(detectors=["guns"])})
+    detectors: dict[str, Detector] = {"people": Finds("people", Finds.Config(), ctx)}
+    weapons = WatchesWeapons("weapons", WatchesWeapons.Config(), ctx)
+    analyzers: dict[str, Analyzer] = {"weapons": weapons, "count": CountPeople("count", CountPeople.Config(), ctx)}
+    proc = FrameProcessor(core, lambda: detectors, dict, lambda: analyzers)
+    with caplog.at_level("WARNING", logger="campusguard.pipeline"):
+        for _ in range(3):
+            await proc.process([make_frame(camera_id="gate")])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "analyzer 'weapons' on camera 'gate' fires on tracks labelled weapon, but the camera's detectors "
+        "(people) report only person: it can never fire. Add a detector that reports weapon (a `yolo` model, "
+        "with `label_map` naming its classes so) or change the analyzer's `labels`"
+    ]
+    assert list(proc.coverage.gaps) == [("gate", "weapons")]  # CountPeople fires on any label: no gap
+
+    # A detector that reports weapons joins (it started late): the gap closes, silently.
+    caplog.clear()
+    detectors["guns"] = FindsWeapons("guns", FindsWeapons.Config(), ctx)
+    await proc.process([make_frame(camera_id="gate"), make_frame(camera_id="gym")])
+    assert proc.coverage.gaps == {} and not caplog.records
+
+
+async def test_detectors_that_do_not_declare_labels_are_not_judged(tmp_path: Path) -> None:
+    ctx = make_context("x", tmp_path)
+    detectors: dict[str, Detector] = {
+        "people": Finds("people", Finds.Config(), ctx),
+        "odd": Raises("odd", Raises.Config(), ctx),
+    }
+    analyzers: dict[str, Analyzer] = {"weapons": WatchesWeapons("weapons", WatchesWeapons.Config(), ctx)}
+    proc = FrameProcessor(StubCore(tmp_path), lambda: detectors, dict, lambda: analyzers)
+    await proc.process([make_frame(camera_id="gate")])
+    assert proc.coverage.gaps == {}  # "odd" may find weapons: the core cannot tell
+    detectors.clear()
+    await proc.process([make_frame(camera_id="gate")])
+    assert proc.coverage.gaps == {}  # no detector at all: the supervisor reports the one that failed
+
+
+class BlindPlugin(PipelinePlugin):
+    @hookimpl
+    def campusguard_register_analyzers(self, registry: Registry[Analyzer]) -> None:
+        registry.add(WatchesWeapons)
+
+
+@pytest.mark.slow
+async def test_a_blind_analyzer_shows_in_the_metrics(campusguard_core, campusguard_no_lingering) -> None:
+    import httpx
+    from test_metrics import free_port
+
+    port = free_port()
+    config = f"""
+[core]
+metrics_port = {port}
+
+[cameras.yard]
+type = "file"
+path = "{SAMPLE}"
+motion.mode = "always"
+tamper.enabled = false
+
+[detectors.finds]
+[trackers.simple]
+[analyzers.weapons]
+type = "watches_weapons"
+"""
+    async with campusguard_core(config, plugins={"pipeline": BlindPlugin()}, entry_points=True) as core:
+        for _ in range(300):
+            if core.api.processor is not None and core.api.processor.coverage.gaps:
+                break
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient() as client:
+            lines = (await client.get(f"http://127.0.0.1:{port}/metrics")).text.splitlines()
+    assert 'campusguard_analyzer_blind{camera="yard",analyzer="weapons"} 1' in lines

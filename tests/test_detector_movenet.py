@@ -208,6 +208,7 @@ async def test_detection_runs_in_the_worker_thread(
     await d.start()
     try:
         assert d._engine is not None
+        assert d.input_size == (256, 256)  # the config's long side, declared once loaded
         threads: list[str] = []
         engine_detect = d._engine.detect
 
@@ -250,7 +251,7 @@ def test_registers_the_movenet_kind() -> None:
     campusguard_register_detectors(registry)
     registration = registry.get("movenet")
     assert registration is not None and registration.cls is MoveNetDetector
-    assert MoveNetDetector.labels == ("person",) and MoveNetDetector.input_size == (256, 256)
+    assert MoveNetDetector.labels == ("person",)
 
 
 def test_tiles_cover_the_frame_with_overlap() -> None:

@@ -76,6 +76,9 @@ def test_replay_of_the_pedestrian_clip(config: Path, tmp_path: Path) -> None:
     # Benign footage: people walk and stand; nobody falls, fights or carries a weapon.
     kinds = [o["kind"] for o in observations]
     assert kinds == ["loitering"], kinds
+    # Nothing here reports weapons (MoveNet finds people): the summary says the analyzer is blind.
+    assert "analyzer 'weapons' on camera 'plaza' fires on tracks labelled weapon" in summary
+    assert "report only person: it can never fire" in summary
     assert observations[0]["zone"] == "lamp" and observations[0]["camera_id"] == "plaza"
     assert 3.0 <= observations[0]["time"] <= 16.0
     with av.open(str(annotated)) as video:

@@ -26,6 +26,7 @@ from campusguard.sdk import (
     Tracker,
 )
 
+from .coverage import CoverageWatch
 from .crop import crop_box, cropped, uncropped
 
 log = logging.getLogger("campusguard.pipeline")
@@ -106,6 +107,7 @@ class FrameProcessor:
         self.waiting: Callable[[], int] = lambda: 0
         self.rate: Callable[[], float] = lambda: 0.0
         self.failures: dict[str, int] = {}
+        self.coverage = CoverageWatch()  # analyzers no detector of their camera can feed
         self.activity: dict[str, CameraActivity] = {}
 
     def _camera(self, camera_id: str) -> CameraSourceConfig:
@@ -193,9 +195,9 @@ class FrameProcessor:
         # quick computations, and a task per analyzer per frame cost more than most of them. What one
         # analyzer saw is published before the next runs, so a hung one delays only its own findings
         # and those after it in this frame, by at most its deadline.
-        for name, analyzer in self._analyzers().items():
-            if not applies_to(analyzer, camera):
-                continue
+        analyzers = [(name, a) for name, a in self._analyzers().items() if applies_to(a, camera)]
+        self.coverage.check(camera, self.detectors_for(camera), analyzers)
+        for name, analyzer in analyzers:
             try:
                 async with asyncio.timeout(self.deadline):
                     found = await analyzer.analyze(frame, result.tracks)

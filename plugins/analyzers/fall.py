@@ -104,6 +104,7 @@ class FallAnalyzer(Analyzer):
 
     def __init__(self, name: str, config: BaseModel, context: ComponentContext) -> None:
         super().__init__(name, config, context)
+        self.labels = tuple(self.settings.labels)
         self._people: dict[tuple[str, int], _Person] = {}
 
     @property

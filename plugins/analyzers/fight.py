@@ -89,6 +89,7 @@ class FightAnalyzer(Analyzer):
 
     def __init__(self, name: str, config: BaseModel, context: ComponentContext) -> None:
         super().__init__(name, config, context)
+        self.labels = tuple(self.settings.labels)
         self._motion: dict[tuple[str, int], _Motion] = {}
         self._episodes: list[_Episode] = []
 

@@ -47,6 +47,7 @@ class LineCrossingAnalyzer(Analyzer):
         super().__init__(name, config, context)
         assert isinstance(config, LineCrossingConfig)
         self.cfg = config
+        self.labels = tuple(config.labels)
         self._line: Line | None = None
         self._sides: dict[int, _Side] = {}
         self.counts: dict[str, int] = {"in": 0, "out": 0}

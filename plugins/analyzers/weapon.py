@@ -86,6 +86,7 @@ class WeaponAnalyzer(Analyzer):
 
     def __init__(self, name: str, config: BaseModel, context: ComponentContext) -> None:
         super().__init__(name, config, context)
+        self.labels = tuple(self.settings.labels)  # weapons; people only say whom to flag
         self._people: dict[tuple[str, int], _Votes] = {}
         self._unattended: dict[str, _Votes] = {}
 

@@ -129,7 +129,7 @@ class ZoneAnalyzer(Analyzer):
         super().__init__(name, config, context)
         assert isinstance(config, CameraAnalyzerConfig)
         self.camera_id = config.camera
-        self.labels = config.labels
+        self.labels = tuple(config.labels)
         self.zone_name: str | None = getattr(config, "zone", None)
         self._zone: Zone | None = None
 

@@ -1,0 +1,79 @@
+"""Finds analyzers that can never fire because no detector of their camera reports their labels.
+
+A weapon analyzer on a camera whose only detector is MoveNet (people) waits for ``weapon`` tracks
+that never come. Nothing fails, so without this check a site would believe it is covered. The
+check runs whenever the set of running detectors or analyzers of a camera changes (a component
+that starts late joins), and warns once per analyzer and camera.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from campusguard.sdk import Analyzer, Detector
+
+log = logging.getLogger("campusguard.pipeline")
+
+
+@dataclass(frozen=True)
+class LabelGap:
+    """An analyzer on a camera whose detectors report none of the labels it fires on."""
+
+    camera_id: str
+    analyzer: str
+    wanted: tuple[str, ...]
+    reported: tuple[str, ...]
+    detectors: tuple[str, ...]
+
+    def message(self) -> str:
+        return (
+            f"analyzer {self.analyzer!r} on camera {self.camera_id!r} fires on tracks labelled "
+            f"{' or '.join(self.wanted)}, but the camera's detectors ({', '.join(self.detectors)}) report only "
+            f"{', '.join(self.reported)}: it can never fire. Add a detector that reports "
+            f"{' or '.join(self.wanted)} (a `yolo` model, with `label_map` naming its classes so) "
+            "or change the analyzer's `labels`"
+        )
+
+
+def label_gaps(
+    camera_id: str, detectors: Sequence[tuple[str, Detector]], analyzers: Sequence[tuple[str, Analyzer]]
+) -> list[LabelGap]:
+    """The analyzers among ``analyzers`` that none of ``detectors`` can feed.
+
+    Nothing is reported when a detector does not declare its labels (the core cannot tell what it
+    finds) or when no detector runs at all (the supervisor already reports one that failed to start).
+    """
+    if not detectors or any(not detector.labels for _, detector in detectors):
+        return []
+    reported = tuple(dict.fromkeys(label for _, detector in detectors for label in detector.labels))
+    names = tuple(name for name, _ in detectors)
+    return [
+        LabelGap(camera_id, name, analyzer.labels, reported, names)
+        for name, analyzer in analyzers
+        if analyzer.labels and not set(analyzer.labels) & set(reported)
+    ]
+
+
+class CoverageWatch:
+    """Checks each camera's detectors against its analyzers when either changes; warns once per gap."""
+
+    def __init__(self) -> None:
+        self._checked: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+        self.gaps: dict[tuple[str, str], LabelGap] = {}  # (camera, analyzer): the gap found last
+
+    def check(
+        self, camera_id: str, detectors: Sequence[tuple[str, Detector]], analyzers: Sequence[tuple[str, Analyzer]]
+    ) -> None:
+        key = (camera_id, tuple(name for name, _ in detectors), tuple(name for name, _ in analyzers))
+        if key in self._checked:  # the usual case, every frame: nothing changed
+            return
+        self._checked.add(key)
+        found = {(gap.camera_id, gap.analyzer): gap for gap in label_gaps(camera_id, detectors, analyzers)}
+        for where in [where for where in self.gaps if where[0] == camera_id and where not in found]:
+            del self.gaps[where]  # a detector that reports the label has joined
+        for where, gap in found.items():
+            if self.gaps.get(where) != gap:
+                log.warning("%s", gap.message())
+            self.gaps[where] = gap
