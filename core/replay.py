@@ -28,7 +28,7 @@ from campusguard.sdk.video import RateCap, describe, scaled_size
 
 from .config import LoadedConfig
 from .pipeline.annotate import Annotator
-from .pipeline.motion import MotionGate
+from .pipeline.motion import MotionGate, mark
 from .pipeline.processor import FrameResult
 from .runtime import Core
 
@@ -163,8 +163,7 @@ class Replay:
             # Off the loop: decoding and the motion gate of the next frame overlap this frame's detection.
             item = next(frames, None)
             if item is not None:
-                result = gate.update(item[2].image)
-                item[2].motion = result.motion or result.calibrating
+                mark(item[2], gate.update(item[2].image))  # motion and its regions, as a camera does
             return item
 
         # Its own thread, at a lower CPU priority: decoding ahead fills the gaps the model leaves and

@@ -91,7 +91,10 @@ class MoveNetEngine:
             scale = min(self._fixed[0] / h, self._fixed[1] / w)
             return self._fixed[0], self._fixed[1], h * scale, w * scale
         scale = self.input_size / max(h, w)
-        return _ceil32(h * scale), _ceil32(w * scale), h * scale, w * scale
+        # One image pixel over a multiple of 32 (a crop rounded to whole pixels) is squeezed in, not
+        # given 31 more rows: the shape, and so the interpreter's allocation, stays the camera's.
+        spare = max(1.0, scale)
+        return _ceil32(h * scale - spare), _ceil32(w * scale - spare), h * scale, w * scale
 
     def _resize_input(self, shape: tuple[int, int]) -> None:
         if shape != self._shape:  # ~5 ms; a camera keeps its shape, and 2x2 tiles share it

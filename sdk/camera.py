@@ -37,8 +37,10 @@ class MotionSettings(BaseModel):
     lightning: float = Field(
         default=0.6, gt=0, le=1, description="changed fraction above which a change is global (lights): recalibrate"
     )
+    # On by default: at whole-frame resolution MoveNet misses a person lying on the ground in a wide
+    # view (their fall goes unseen), and the crop finds a few more people standing far away.
     crop: bool = Field(
-        default=False, description="detect on the area that moved plus the people already tracked, not the whole frame"
+        default=True, description="detect on the area that moved plus the people already tracked, not the whole frame"
     )
     crop_margin: float = Field(default=0.05, ge=0, le=0.5, description="crop: padding, as a fraction of the frame side")
     crop_max_area: float = Field(

@@ -28,15 +28,34 @@ def track_at(box: Box) -> Track:
 def test_the_crop_covers_motion_and_tracks_or_nothing() -> None:
     image = np.zeros((480, 640, 3), np.uint8)
     frame = make_frame(image=image, regions=(Box(x1=100, y1=100, x2=200, y2=200),))
-    assert crop_box(frame, [], CROPPING) == Box(x1=100, y1=100, x2=200, y2=200)
+    # Grown to the frame's 4:3 around its centre: 100 x 100 becomes 133 x 100.
+    assert crop_box(frame, [], CROPPING) == Box(x1=84, y1=100, x2=217, y2=200)
     standing = track_at(Box(x1=300, y1=50, x2=340, y2=150))  # someone still, outside the motion
-    assert crop_box(frame, [standing], CROPPING) == Box(x1=100, y1=50, x2=340, y2=200)
-    assert crop_box(frame, [], MotionSettings()) is None  # off by default
+    assert crop_box(frame, [standing], CROPPING) == Box(x1=100, y1=35, x2=340, y2=215)
+    assert crop_box(frame, [], MotionSettings(crop=False)) is None
+    assert crop_box(frame, [], MotionSettings()) is not None  # on by default
     assert crop_box(frame.model_copy(update={"regions": ()}), [], CROPPING) is None  # () means all of it
     wide = frame.model_copy(update={"regions": (Box(x1=0, y1=0, x2=600, y2=400),)})
     assert crop_box(wide, [], CROPPING) is None  # most of the frame: detect it whole
     margin = MotionSettings(crop=True, crop_margin=0.1)
-    assert crop_box(frame, [], margin) == Box(x1=36, y1=36, x2=264, y2=264)  # 10% of 640, clipped at 0
+    assert crop_box(frame, [], margin) == Box(x1=0, y1=36, x2=304, y2=264)  # 10% of 640, kept inside
+
+
+def test_every_crop_has_the_frames_shape() -> None:
+    """So that a model with a flexible input (MoveNet) keeps one input shape per camera."""
+    rng = np.random.default_rng(3)
+    for width, height in [(640, 480), (1280, 720), (480, 640)]:
+        frame = make_frame(image=np.zeros((height, width, 3), np.uint8), width=width, height=height)
+        for _ in range(200):
+            x, y = rng.uniform(0, width - 2), rng.uniform(0, height - 2)
+            region = Box(x1=x, y1=y, x2=rng.uniform(x + 1, width), y2=rng.uniform(y + 1, height))
+            box = crop_box(frame.model_copy(update={"regions": (region,)}), [], CROPPING)
+            if box is None:
+                continue
+            assert 0 <= box.x1 and box.x2 <= width and 0 <= box.y1 and box.y2 <= height
+            assert box.x1 <= region.x1 + 1 and box.x2 >= region.x2 - 1  # the motion stays inside
+            assert box.y1 <= region.y1 + 1 and box.y2 >= region.y2 - 1
+            assert abs(box.width - box.height * width / height) <= 1.0 + 1e-9  # within a pixel
 
 
 class Seer(Detector):
@@ -65,10 +84,10 @@ async def test_detections_in_a_crop_come_back_in_the_whole_frames_pixels(tmp_pat
     frame = make_frame(camera_id="cam", image=np.zeros((480, 640, 3), np.uint8),
                        regions=(Box(x1=100, y1=200, x2=200, y2=300),))  # fmt: skip
     (result,) = await processor.process([frame])
-    assert Seer.shown == [(100, 100)]
+    assert Seer.shown == [(133, 100)]  # the frame's shape
     (found,) = result.detections
-    assert found.box == Box(x1=140, y1=230, x2=160, y2=270)  # the crop's middle, in frame pixels
-    assert found.keypoints == (Keypoint(x=150, y=250, score=0.8),)
+    assert found.box == Box(x1=140.5, y1=230, x2=160.5, y2=270)  # the crop's middle, in frame pixels
+    assert found.keypoints == (Keypoint(x=150.5, y=250, score=0.8),)
 
 
 @pytest.mark.slow

@@ -22,7 +22,6 @@ from campusguard.sdk import (
     CAMERA_EVENTS,
     FRAMES,
     AuthFailed,
-    Box,
     CameraEvent,
     CameraEventKind,
     CameraSource,
@@ -35,7 +34,7 @@ from campusguard.sdk import (
     Severity,
 )
 
-from .motion import MotionGate
+from .motion import MotionGate, mark
 from .tamper import TamperChange, TamperMonitor
 
 log = logging.getLogger("campusguard.cameras")
@@ -112,10 +111,8 @@ class CameraRunner:
         if image is None:
             return
         result = self.motion.update(image)
-        # While the gate (re)learns its background it cannot tell: let detection see the whole frame.
-        frame.motion = result.motion or result.calibrating
+        mark(frame, result)
         self.frames_moving += result.motion
-        frame.regions = tuple(Box(x1=r[0], y1=r[1], x2=r[2], y2=r[3]) for r in result.regions)
         if self.tamper is not None:
             change = self.tamper.update(image, time.monotonic())
             if change is not None:

@@ -1,10 +1,11 @@
 """Detect on the part of the frame that matters: where it moved, and where people already are.
 
-With ``[cameras.X.motion] crop = true`` a moving frame whose motion regions and current tracks
-(padded by ``crop_margin``) cover less than ``crop_max_area`` of it goes to the detectors cropped
-to that area: fewer pixels to scale down, so a person far away is larger in the model's input. The
-tracks are part of the area so that people standing still are still seen, and detections are moved
-back to the whole frame's pixels before anything else sees them.
+With ``[cameras.X.motion] crop = true`` (the default) a moving frame whose motion regions and
+current tracks (padded by ``crop_margin``) cover less than ``crop_max_area`` of it goes to the
+detectors cropped to that area, grown to the frame's aspect ratio: fewer pixels to scale down, so a
+person far away (or lying on the ground) is larger in the model's input. The tracks are part of the
+area so that people standing still are still seen, and detections are moved back to the whole
+frame's pixels before anything else sees them.
 """
 
 from __future__ import annotations
@@ -24,9 +25,31 @@ def crop_box(frame: Frame, tracks: Sequence[Track], settings: MotionSettings) ->
     y1 = max(0.0, min(b.y1 for b in boxes) - margin)
     x2 = min(float(frame.width), max(b.x2 for b in boxes) + margin)
     y2 = min(float(frame.height), max(b.y2 for b in boxes) + margin)
-    if (x2 - x1) * (y2 - y1) >= settings.crop_max_area * frame.width * frame.height:
+    box = frame_shaped(x1, y1, x2, y2, frame.width, frame.height)
+    if box.width * box.height >= settings.crop_max_area * frame.width * frame.height:
         return None
-    return Box(x1=int(x1), y1=int(y1), x2=int(x2), y2=int(y2))
+    return box
+
+
+def frame_shaped(x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> Box:
+    """The area grown to the frame's aspect ratio around its centre, inside the frame, in whole pixels.
+
+    Every crop of a camera then reaches the model at one input shape, as its whole frames do: a
+    model with a flexible input (MoveNet) re-allocates for each new shape, about 5 ms a time.
+    """
+    aspect = width / height
+    w, h = x2 - x1, y2 - y1
+    w, h = (h * aspect, h) if w < h * aspect else (w, w / aspect)
+    # Round one side, derive the other from it: off the frame's shape by half a pixel at most.
+    if aspect >= 1:
+        h = min(height, round(h))
+        w = min(width, round(h * aspect))
+    else:
+        w = min(width, round(w))
+        h = min(height, round(w / aspect))
+    left = min(max(0, round((x1 + x2 - w) / 2)), width - w)
+    top = min(max(0, round((y1 + y2 - h) / 2)), height - h)
+    return Box(x1=left, y1=top, x2=left + w, y2=top + h)
 
 
 def cropped(frame: Frame, box: Box) -> Frame:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from campusguard.sdk import Box, Frame
 from campusguard.sdk.camera import MotionSettings
 
 if TYPE_CHECKING:
@@ -47,6 +48,13 @@ class MotionResult:
     regions: tuple[Region, ...]
     changed_fraction: float
     calibrating: bool
+
+
+def mark(frame: Frame, result: MotionResult) -> None:
+    """Stamp what the gate saw on ``frame``, for detection: whether it moved, and where."""
+    # While the gate (re)learns its background it cannot tell: let detection see the whole frame.
+    frame.motion = result.motion or result.calibrating
+    frame.regions = tuple(Box(x1=r[0], y1=r[1], x2=r[2], y2=r[3]) for r in result.regions)
 
 
 _ALWAYS = MotionResult(motion=True, regions=(), changed_fraction=0.0, calibrating=False)
