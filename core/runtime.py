@@ -238,7 +238,7 @@ class Core:
         if services:
             self.evidence = EvidenceRecorder(self, self.config.settings.evidence)
             await self.evidence.start()
-            self._start_detection()
+            await self._start_detection()
             await self._start_rules()
             self._start_lifecycle()
             self._start_tailgating()
@@ -311,7 +311,7 @@ class Core:
             if s.spec.table == table and s.state is ComponentState.LOADED
         }
 
-    def _start_detection(self) -> None:
+    async def _start_detection(self) -> None:
         if not any(s.table in ("detectors", "analyzers") for s in self.specs):
             return
         from .pipeline.processor import FrameProcessor
@@ -331,6 +331,8 @@ class Core:
         self.processor.lag, self.processor.waiting = self.scheduler.lag, self.scheduler.waiting
         self.processor.rate = self.scheduler.rate
         self.bus.subscribe(FRAMES, self.scheduler.offer, name="detection", maxsize=64)
+        for incident in await self.store.list_incidents(500):  # still open after a restart: still hot
+            await self.scheduler.on_incident(incident)
         self.bus.subscribe(INCIDENTS, self.scheduler.on_incident, name="detection-priority")
         self.scheduler.start()
 

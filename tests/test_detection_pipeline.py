@@ -350,3 +350,68 @@ type = "watches_weapons"
         async with httpx.AsyncClient() as client:
             lines = (await client.get(f"http://127.0.0.1:{port}/metrics")).text.splitlines()
     assert 'campusguard_analyzer_blind{camera="yard",analyzer="weapons"} 1' in lines
+
+
+# -- priority while an incident is open ----------------------------------------------------------------
+
+
+async def test_a_camera_stays_hot_while_its_incident_is_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from campusguard.core.pipeline import scheduler as module
+    from campusguard.sdk import IncidentKind, StageStamp
+
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+
+    async def process(frames: Sequence[Frame]) -> None:
+        pass
+
+    scheduler = DetectionScheduler(process, hot_seconds=10)
+    incident = make_incident(camera_id="gate", status="confirmed")
+    incident.stamp("raised")
+    await scheduler.on_incident(incident)
+    clock[0] += 600  # ten minutes on, long past hot_seconds: still in progress, still hot
+    assert scheduler.is_hot("gate", clock[0])
+    incident.status = "resolved"
+    await scheduler.on_incident(incident)
+    assert scheduler.is_hot("gate", clock[0] + 5)  # hot_seconds more after its last news
+    assert not scheduler.is_hot("gate", clock[0] + 11)
+
+    # Left open and forgotten: news two hours old (read back after a restart) gives no priority.
+    stale = make_incident(camera_id="hall", status="new")
+    old = StageStamp.now()
+    stale.stages = {"raised": old.model_copy(update={"wall": old.wall - timedelta(hours=2)})}
+    await scheduler.on_incident(stale)
+    assert not scheduler.is_hot("hall", clock[0])
+    # Camera health says nothing about what the camera sees.
+    await scheduler.on_incident(make_incident(camera_id="yard", kind=IncidentKind.CAMERA_OFFLINE))
+    assert not scheduler.is_hot("yard", clock[0])
+
+
+@pytest.mark.slow
+async def test_an_open_incident_keeps_its_camera_hot_across_a_restart(campusguard_core) -> None:
+    import time
+
+    config = f"""
+[detection]
+hot_seconds = 0.001   # only being open keeps a camera hot here
+
+[cameras.yard]
+type = "file"
+path = "{SAMPLE}"
+tamper.enabled = false
+
+[detectors.finds]
+[trackers.simple]
+[analyzers.count]
+"""
+    async with campusguard_core(config, plugins={"pipeline": PipelinePlugin()}, entry_points=True) as core:
+        await core.api.raise_incident(make_incident(camera_id="yard"))
+        await core.api.raise_incident(make_incident(camera_id="hall", status="resolved"))
+        data_dir = core.api.data_dir
+    config = f'[core]\ndata_dir = "{data_dir}"\n' + config
+    async with campusguard_core(config, plugins={"pipeline": PipelinePlugin()}, entry_points=True) as core:
+        scheduler = core.api.scheduler
+        assert scheduler.is_hot("yard", time.monotonic())
+        assert not scheduler.is_hot("hall", time.monotonic())

@@ -85,7 +85,9 @@ class DetectionSettings(BaseModel):
 
     batch_size: int = Field(default=4, ge=1, le=64, description="frames (of different cameras) per detector call")
     deadline: float = Field(default=10.0, gt=0, description="seconds a detector, tracker or analyzer may take")
-    hot_seconds: float = Field(default=60.0, ge=0, description="priority of a camera after an incident on it")
+    hot_seconds: float = Field(
+        default=60.0, ge=0, description="priority of a camera after incident news on it; open incidents keep it too"
+    )
 
 
 class EvidenceSettings(BaseModel):

@@ -1,9 +1,12 @@
 """Shares the detectors among all cameras: the latest frame per camera, served round-robin in
-batches, cameras with a recent incident ahead of the others.
+batches, cameras with an open or recent incident ahead of the others.
 
 A camera that sends many frames cannot starve the others: each camera has one slot (its latest
-frame, older ones counted as dropped) and the least recently served camera goes next. A camera
-with a recent incident counts as served ``HOT_LEAD`` seconds earlier than it was: it goes ahead,
+frame, older ones counted as dropped) and the least recently served camera goes next. A camera is
+hot while it has an open incident (not yet resolved or dismissed: an incident in progress is what
+the site watches; one with no news for ``OPEN_HOT_SECONDS``, left open and forgotten, no longer
+counts) and for ``hot_seconds`` after its last incident news. A hot camera counts as
+served ``HOT_LEAD`` seconds earlier than it was: it goes ahead,
 but a quiet camera that has waited that much longer still goes first, so when detection is
 saturated the quiet cameras are slowed, never starved (and can still raise the incident that
 would make them hot).
@@ -19,7 +22,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from campusguard.sdk import Frame, Incident, IncidentKind
+from campusguard.sdk import Frame, Incident, IncidentKind, IncidentStatus
+from campusguard.sdk.models import utc_now
+
+from ..rules.jobs import CLOSED
 
 log = logging.getLogger("campusguard.pipeline")
 
@@ -27,6 +33,7 @@ log = logging.getLogger("campusguard.pipeline")
 _NOT_HOT = {IncidentKind.CAMERA_OFFLINE, IncidentKind.CAMERA_ONLINE, IncidentKind.CAMERA_TAMPER}
 HOT_LEAD = 1.0  # seconds of head start a camera with a recent incident gets over quiet ones
 RATE_WINDOW = 3.0  # seconds over which the demand on detection is measured
+OPEN_HOT_SECONDS = 1800.0  # an open incident without news this long stops keeping its camera hot
 
 
 class DetectionScheduler:
@@ -43,6 +50,7 @@ class DetectionScheduler:
         self._latest: dict[str, Frame] = {}
         self._served: dict[str, float] = {}
         self._hot_until: dict[str, float] = {}
+        self._open: dict[str, dict[str, float]] = {}  # camera: {open incident id: monotonic time of its news}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped: dict[str, int] = {}
@@ -60,11 +68,24 @@ class DetectionScheduler:
         self._wakeup.set()
 
     async def on_incident(self, incident: Incident) -> None:
-        if incident.camera_id and incident.kind not in _NOT_HOT:
-            self.mark_hot(incident.camera_id)
+        """Every version of an incident comes here: raised, updated, confirmed, resolved."""
+        camera = incident.camera_id
+        if not camera or incident.kind in _NOT_HOT:
+            return
+        # When its news happened: an incident read back after a restart may be hours old.
+        latest = max((stamp.wall for stamp in incident.stages.values()), default=utc_now())
+        news = time.monotonic() - max(0.0, (utc_now() - latest).total_seconds())
+        self._hot_until[camera] = max(self._hot_until.get(camera, 0.0), news + self.hot_seconds)
+        open_ids = self._open.setdefault(camera, {})
+        if IncidentStatus(incident.status) in CLOSED:
+            open_ids.pop(incident.id, None)  # hot_seconds more from this news, then quiet
+        else:
+            open_ids[incident.id] = news
 
-    def mark_hot(self, camera: str) -> None:
-        self._hot_until[camera] = time.monotonic() + self.hot_seconds
+    def is_hot(self, camera: str, now: float) -> bool:
+        if self._hot_until.get(camera, 0.0) > now:
+            return True
+        return any(now - news < OPEN_HOT_SECONDS for news in self._open.get(camera, {}).values())
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -74,7 +95,7 @@ class DetectionScheduler:
 
         def turn(camera: str) -> float:
             served = self._served.get(camera, 0.0)
-            return served - HOT_LEAD if self._hot_until.get(camera, 0.0) > now else served
+            return served - HOT_LEAD if self.is_hot(camera, now) else served
 
         order = sorted(self._latest, key=turn)
         batch = [self._latest.pop(camera) for camera in order[: self.batch_size]]
