@@ -8,11 +8,11 @@ drop their oldest message when full (counted); life-safety subscriptions never d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict, deque
 from typing import Any
 
+from campusguard.sdk import cancel_and_wait
 from campusguard.sdk.bus import Handler, M, Overflow, Topic
 
 log = logging.getLogger("campusguard.bus")
@@ -113,9 +113,7 @@ class InProcessSubscription:
 
     async def close(self) -> None:
         self._bus._remove(self)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
 
 
 class InProcessBus:

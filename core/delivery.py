@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from campusguard.sdk import AuthFailed, Dispatcher, Incident, Notifier
+from campusguard.sdk import AuthFailed, Dispatcher, Incident, Notifier, cancel_and_wait
 
 from .backoff import backoff_delay
 from .config import DeliverySettings
@@ -50,12 +50,9 @@ class DeliveryWorker:
         self._wakeup.set()
 
     async def stop(self) -> None:
-        # A worker that reports a fatal error is stopped from inside its own task: let it return.
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        # A worker that reports a fatal error is stopped from inside its own task: it returns by itself.
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until ``seconds`` pass or new work arrives, whichever is first."""

@@ -68,6 +68,7 @@ from .models import (
 )
 from .registry import Registration, Registry
 from .schedule import Schedule
+from .tasks import cancel_and_wait
 
 __version__ = "0.1.0"
 
@@ -140,6 +141,7 @@ __all__ = [
     "VisitorEventKind",
     "VisitorSystem",
     "Zone",
+    "cancel_and_wait",
     "hookimpl",
     "hookspec",
 ]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from campusguard.sdk import AuthFailed, CameraEvent, CampusguardError
+from campusguard.sdk import AuthFailed, CameraEvent, CampusguardError, cancel_and_wait
 
 from .client import OnvifSession, OnvifTarget, connect
 from .errors import Unsupported
@@ -97,10 +97,7 @@ class PullPointSubscriber:
     async def stop(self) -> None:
         """Cancel the loop; it unsubscribes and closes on the way out. Idempotent."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def run(self) -> None:
         """Subscribe and pull until cancelled; re-subscribe after any failure but ``AuthFailed``."""

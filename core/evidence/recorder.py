@@ -25,7 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from campusguard.sdk import FRAMES, Bus, CameraSourceConfig, Frame, Incident, IncidentChange, Stage, Subscription
+from campusguard.sdk import (
+    FRAMES,
+    Bus,
+    CameraSourceConfig,
+    Frame,
+    Incident,
+    IncidentChange,
+    Stage,
+    Subscription,
+    cancel_and_wait,
+)
 from campusguard.sdk.video import PacketSource
 
 from ..config.model import EvidenceSettings
@@ -122,11 +132,8 @@ class EvidenceRecorder:
                 log.error("evidence for incident %s not finished within %g s; abandoned", task.get_name(),
                           self.stop_timeout)  # fmt: skip
                 task.cancel()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from campusguard.sdk import (
     IncidentKind,
     IncidentStatus,
     Severity,
+    cancel_and_wait,
 )
 
 from .motion import MotionGate, mark
@@ -71,14 +71,7 @@ class CameraRunner:
         ]
 
     async def stop(self) -> None:
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        for task in self._tasks:
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         self._worker.shutdown(wait=False, cancel_futures=True)
 

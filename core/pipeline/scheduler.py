@@ -15,14 +15,13 @@ would make them hot).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from campusguard.sdk import Frame, Incident, IncidentKind, IncidentStatus
+from campusguard.sdk import Frame, Incident, IncidentKind, IncidentStatus, cancel_and_wait
 from campusguard.sdk.models import utc_now
 
 from ..rules.jobs import CLOSED
@@ -125,11 +124,8 @@ class DetectionScheduler:
         self._task = asyncio.create_task(self._run(), name="detection-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

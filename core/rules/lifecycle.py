@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from campusguard.sdk import Incident, IncidentChange, IncidentStatus
+from campusguard.sdk import Incident, IncidentChange, IncidentStatus, cancel_and_wait
 
 from ..backoff import backoff_delay
 from ..store import DueJob, Job, SQLiteStore
@@ -66,11 +66,8 @@ class Lifecycle:
         self._wakeup.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -28,10 +28,12 @@ waits for the person to be seen again. Measured with a real person's pixels rota
 (``tests/test_fall_footage.py``): MoveNet at 256 px on a whole 640x480 frame never finds them lying
 (~100 px long), so the fall is missed; on the camera's motion crop (``motion.crop``, the default) or
 at ``input_size = 512`` it does. A busy view whose motion covers over ``crop_max_area`` of the frame
-is detected whole: where falls matter there, raise the detector's ``input_size``. Trackers often give a falling person a new id (the narrow
-standing box and the wide lying one barely overlap; ByteTrack does so with a real MoveNet skeleton): a
-new track that is not upright takes over the upright frame of a track that vanished where it stands
-(its id is added to the evidence). Someone first seen lying has nothing to fall from: not reported.
+is detected whole: where falls matter there, raise the detector's ``input_size``.
+
+Trackers often give a falling person a new id (the narrow standing box and the wide lying one barely
+overlap; ByteTrack does so with a real MoveNet skeleton): a new track that is not upright takes over
+the upright frame of a track that vanished where it stands (its id is added to the evidence).
+Someone first seen lying has nothing to fall from: not reported.
 """
 
 from __future__ import annotations

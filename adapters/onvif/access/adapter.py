@@ -17,7 +17,6 @@ command gets here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 from datetime import timedelta
@@ -37,6 +36,7 @@ from campusguard.sdk import (
     DoorEvent,
     DoorEventKind,
     NotReady,
+    cancel_and_wait,
 )
 
 from .doors import (
@@ -215,10 +215,7 @@ class OnvifAccessControl(AccessControl):
 
     async def stop(self) -> None:
         watch, self._watch_task = self._watch_task, None
-        if watch is not None:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+        await cancel_and_wait(watch)
         subscriber, self._subscriber, self._events_task = self._subscriber, None, None
         if subscriber is not None:
             await subscriber.stop()
