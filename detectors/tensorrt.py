@@ -43,12 +43,18 @@ _BUILDS_LOCK = threading.Lock()
 def _build_once(
     onnx: Path, target: Path, *, fp16: bool, batch: int, size: tuple[int, int], log: Callable[[str], None]
 ) -> Future[None]:
-    """One build per engine file, in a daemon thread that outlives a timed-out start (and the retries)."""
+    """One build per engine file, in a daemon thread that outlives a timed-out start (and the retries).
+
+    A build that failed after its start stopped waiting is handed to the next start, which raises its
+    error (and forgets it, so that a start after that builds again): never silently rebuilt forever.
+    """
     from .tensorrt_engine import build_engine
 
     with _BUILDS_LOCK:
         future = _BUILDS.get(target)
-        if future is not None and not (future.done() and future.exception() is not None):
+        if future is not None:
+            if future.done() and future.exception() is not None:
+                del _BUILDS[target]
             return future
         future = _BUILDS[target] = Future()
 

@@ -28,7 +28,7 @@ from campusguard.detectors import tensorrt as trt_plugin
 from campusguard.detectors import tensorrt_engine
 from campusguard.detectors.tensorrt import YoloTensorRTDetector, availability
 from campusguard.detectors.yolo import YoloDetector
-from campusguard.sdk import Frame, NotReady
+from campusguard.sdk import ConfigError, Frame, NotReady
 from campusguard.sdk.testing.conformance import DetectorConformance
 from campusguard.sdk.testing.stubs import make_context
 
@@ -158,6 +158,181 @@ async def test_first_start_builds_in_the_background_then_the_cache_is_used(
     await detector.start()  # the cached engine: no build
     await detector.stop()
     assert builds == [tmp_path / "engines" / "weapons.engine"]
+
+
+async def test_a_build_that_fails_after_start_gave_up_is_reported_then_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a silent rebuild loop: the next start raises the build's error; the one after builds again."""
+    builds: list[Path] = []
+
+    def build(onnx: Path, target: Path, **_: Any) -> None:
+        builds.append(target)
+        import time
+
+        time.sleep(0.3)
+        raise tensorrt_engine.EngineError(f"{onnx}: TensorRT could not build an engine (out of memory)")
+
+    monkeypatch.setattr(tensorrt_engine, "availability", lambda: (True, "stand-in"))
+    monkeypatch.setattr(tensorrt_engine, "engine_file", lambda onnx, cache, **kw: cache / f"{onnx.stem}.engine")
+    monkeypatch.setattr(tensorrt_engine, "build_engine", build)
+    monkeypatch.setattr(trt_plugin, "BUILD_WAIT", 0.1)
+    model = planted_model(tmp_path / "late.onnx", [box_at(320, {0: 0.9})], 1, names=["gun"])
+    detector = YoloTensorRTDetector("gpu", YoloTensorRTDetector.Config(model=model), make_context("gpu", tmp_path))
+    target = tmp_path / "tensorrt" / "late.engine"
+    with pytest.raises(NotReady):
+        await detector.start()
+    with pytest.raises(tensorrt_engine.EngineError):
+        await asyncio.wrap_future(trt_plugin._BUILDS[target])  # it fails with nobody waiting
+    with pytest.raises(ConfigError, match=r"late\.onnx: TensorRT could not build an engine \(out of memory\)"):
+        await detector.start()
+    with pytest.raises(NotReady):  # told once; a start after that (the model fixed, memory freed) builds again
+        await detector.start()
+    assert builds == [target, target]
+    await asyncio.sleep(0.4)  # let the second stand-in build end before the test does
+
+
+# Test doubles for TensorRT 10's Python API and the CUDA driver, with the calls and return types
+# checked against the tensorrt-cu12-bindings 10.13 wheel (pyCore.cpp): set_input_shape and
+# add_optimization_profile return a status instead of raising; a builder that CUDA cannot back
+# raises TypeError from pybind11's factory.
+
+
+class FakeCuda:
+    def __init__(self) -> None:
+        self.allocated: list[int] = []
+        self.freed: list[int] = []
+        self.streams: list[int] = []
+        self.device_name, self.compute_capability = "Stand-in GPU", "9.0"
+
+    def bind(self) -> None:
+        pass
+
+    def malloc(self, size: int) -> int:
+        self.allocated.append(len(self.allocated) + 1)
+        return self.allocated[-1]
+
+    def free(self, pointer: int) -> None:
+        self.freed.append(pointer)
+
+    def stream(self) -> int:
+        self.streams.append(99)
+        return 99
+
+    def destroy_stream(self, stream: int) -> None:
+        self.streams.remove(stream)
+
+    def synchronize(self, stream: int) -> None:
+        pass
+
+
+class FakeContext:
+    def __init__(self, accepts: set[tuple[int, ...]], output_fails: bool = False) -> None:
+        self.accepts, self.output_fails, self.shape = accepts, output_fails, (0,)
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        if tuple(shape) not in self.accepts:
+            return False  # TensorRT logs and returns False: it does not raise
+        self.shape = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if self.output_fails:
+            raise RuntimeError("stand-in failure while binding outputs")
+        return (self.shape[0], 6, 8400)
+
+    def set_tensor_address(self, name: str, pointer: int) -> bool:
+        return True
+
+
+def fake_tensorrt(context: FakeContext | None = None, builder_error: Exception | None = None) -> Any:
+    from types import SimpleNamespace
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, index: int) -> str:
+            return ["images", "output0"][index]
+
+        def get_tensor_mode(self, name: str) -> str:
+            return "INPUT" if name == "images" else "OUTPUT"
+
+        def get_tensor_dtype(self, name: str) -> str:
+            return "FLOAT"
+
+        def create_execution_context(self) -> FakeContext | None:
+            return context
+
+    def builder(logger: Any) -> Any:
+        if builder_error is not None:
+            raise builder_error
+        raise AssertionError("not reached in these tests")
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity: int) -> None:
+            pass
+
+    return SimpleNamespace(
+        __version__="10.13.0.35",
+        Logger=Logger,
+        Builder=builder,
+        Runtime=lambda logger: SimpleNamespace(deserialize_cuda_engine=lambda data: Engine()),
+        TensorIOMode=SimpleNamespace(INPUT="INPUT"),
+        nptype=lambda kind: np.float32,
+    )
+
+
+@pytest.fixture
+def stand_in_cuda(monkeypatch: pytest.MonkeyPatch) -> FakeCuda:
+    fake = FakeCuda()
+    monkeypatch.setattr(tensorrt_engine, "cuda", lambda: fake)
+    monkeypatch.setattr(tensorrt_engine, "_LOGGER", None)
+    return fake
+
+
+def test_tensorrt_refusals_are_engine_errors_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in_cuda: FakeCuda
+) -> None:
+    nullptr = TypeError("pybind11::init(): factory function returned nullptr")
+    monkeypatch.setattr(tensorrt_engine, "tensorrt", lambda: fake_tensorrt(builder_error=nullptr))
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    with pytest.raises(tensorrt_engine.EngineError, match=r"m\.onnx: TensorRT failed to build an engine \(TypeError"):
+        tensorrt_engine.build_engine(model, tmp_path / "m.engine", fp16=False, batch=1, size=(640, 640))
+
+
+def test_the_runner_checks_shapes_and_frees_what_it_allocated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in_cuda: FakeCuda
+) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    batch2, batch1 = (2, 3, 640, 640), (1, 3, 640, 640)
+    context = FakeContext(accepts={batch2})  # an engine built for batch 2 only
+    monkeypatch.setattr(tensorrt_engine, "tensorrt", lambda: fake_tensorrt(context))
+    runner = tensorrt_engine.TrtRunner(engine, 2, (640, 640))
+    with pytest.raises(tensorrt_engine.EngineError, match=r"exceeds the engine's buffers"):
+        runner.run(np.zeros((3, 3, 640, 640), np.float32))  # would overrun the device buffer
+    with pytest.raises(tensorrt_engine.EngineError, match=r"refused input shape \[1, 3, 640, 640\]"):
+        runner.run(np.zeros(batch1, np.float32))
+    runner.close()
+    runner.close()  # twice is fine
+    assert stand_in_cuda.freed == stand_in_cuda.allocated == [1, 2] and stand_in_cuda.streams == []
+
+    # A failure half-way through construction frees what was allocated, and names the engine.
+    fresh = FakeCuda()
+    monkeypatch.setattr(tensorrt_engine, "cuda", lambda: fresh)
+    broken = FakeContext(accepts={batch2}, output_fails=True)
+    monkeypatch.setattr(tensorrt_engine, "tensorrt", lambda: fake_tensorrt(broken))
+    with pytest.raises(tensorrt_engine.EngineError, match=r"m\.engine: TensorRT could not run this engine"):
+        tensorrt_engine.TrtRunner(engine, 2, (640, 640))
+    assert fresh.freed == fresh.allocated and fresh.streams == []
+
+    # No execution context (out of GPU memory): said so, not an AttributeError later.
+    monkeypatch.setattr(tensorrt_engine, "tensorrt", lambda: fake_tensorrt(None))
+    with pytest.raises(tensorrt_engine.EngineError, match="could not create an execution context"):
+        tensorrt_engine.TrtRunner(engine, 2, (640, 640))
 
 
 # -- on an NVIDIA machine ---------------------------------------------------------------------------------
