@@ -346,6 +346,9 @@ def config_text(detect_fps: float, motion: str, threads: int, tile: TileMode) ->
 site = "bench"
 log_level = "WARNING"
 
+[detection]
+second_look = false   # extra passes the raw baseline does not make: compare the same work
+
 [cameras.{CAMERA}]
 type = "file"
 path = {clip}

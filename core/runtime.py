@@ -316,20 +316,23 @@ class Core:
             return
         from .pipeline.processor import FrameProcessor
         from .pipeline.scheduler import DetectionScheduler
+        from .pipeline.second_look import SecondLook
 
         settings = self.config.settings.detection
+        second_look = SecondLook(settings.second_look_seconds, settings.second_look_max)
         self.processor = FrameProcessor(
             self,
             lambda: self.loaded("detectors"),
             lambda: self.loaded("trackers"),
             lambda: self.loaded("analyzers"),
             deadline=settings.deadline,
+            second_look=second_look if settings.second_look else None,
         )
         self.scheduler = DetectionScheduler(
             self.processor.process, batch_size=settings.batch_size, hot_seconds=settings.hot_seconds
         )
         self.processor.lag, self.processor.waiting = self.scheduler.lag, self.scheduler.waiting
-        self.processor.rate = self.scheduler.rate
+        self.processor.rate, self.processor.busy = self.scheduler.rate, self.scheduler.busy
         self.bus.subscribe(FRAMES, self.scheduler.offer, name="detection", maxsize=64)
         for incident in await self.store.list_incidents(500):  # still open after a restart: still hot
             await self.scheduler.on_incident(incident)

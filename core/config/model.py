@@ -88,6 +88,11 @@ class DetectionSettings(BaseModel):
     hot_seconds: float = Field(
         default=60.0, ge=0, description="priority of a camera after incident news on it; open incidents keep it too"
     )
+    second_look: bool = Field(
+        default=True, description="look again, closer, where a person vanished mid-view (a fall, in a busy scene)"
+    )
+    second_look_seconds: float = Field(default=10.0, gt=0, description="how long to keep looking at such a spot")
+    second_look_max: int = Field(default=2, ge=1, le=8, description="spots looked at again per camera at once")
 
 
 class EvidenceSettings(BaseModel):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from campusguard.sdk import (
     OBSERVATIONS,
     Analyzer,
+    Box,
     CameraSourceConfig,
     CoreAPI,
     Detection,
@@ -28,6 +29,7 @@ from campusguard.sdk import (
 
 from .coverage import CoverageWatch
 from .crop import crop_box, cropped, uncropped
+from .second_look import SecondLook, Spot, merge
 
 log = logging.getLogger("campusguard.pipeline")
 
@@ -76,6 +78,19 @@ class CameraActivity:
         return text
 
 
+SECOND_LOOK_MAX_BUSY = 0.5  # share of time detection is busy above which second looks are skipped
+
+
+@dataclass(frozen=True)
+class _View:
+    """One picture a detector is shown for a frame: the frame, its motion crop, or a second look."""
+
+    result: FrameResult
+    shown: Frame
+    area: Box | None  # where ``shown`` lies in the frame; None: it is the whole frame
+    second: bool
+
+
 def applies_to(analyzer: Analyzer, camera_id: str) -> bool:
     """Analyzers name their camera (``camera = "gate"``) or cameras (``cameras = [...]``); none: all."""
     config = analyzer.config
@@ -95,6 +110,7 @@ class FrameProcessor:
         analyzers: Callable[[], dict[str, Analyzer]],
         *,
         deadline: float = 10.0,
+        second_look: SecondLook | None = None,
     ) -> None:
         # Callables, not lists: a component that starts late (after NotReady) joins when it is ready.
         self.core = core
@@ -106,8 +122,10 @@ class FrameProcessor:
         self.lag: Callable[[], float] = lambda: 0.0  # the scheduler's, when one feeds this processor
         self.waiting: Callable[[], int] = lambda: 0
         self.rate: Callable[[], float] = lambda: 0.0
+        self.busy: Callable[[], float] = lambda: 0.0  # the scheduler's share of time detecting
         self.failures: dict[str, int] = {}
         self.coverage = CoverageWatch()  # analyzers no detector of their camera can feed
+        self.second_look = second_look  # None: no second looks
         self.activity: dict[str, CameraActivity] = {}
 
     def _camera(self, camera_id: str) -> CameraSourceConfig:
@@ -151,24 +169,43 @@ class FrameProcessor:
             )
             for r in moving
         }
-        seen = {id(r): (cropped(r.frame, box) if (box := crops[id(r)]) else r.frame) for r in moving}
-        # Group the moving frames by detector so each detector sees one batch.
-        batches: dict[str, tuple[Detector, list[FrameResult]]] = {}
+        # What each detector is shown, in one batch per detector: each moving frame (or its motion
+        # crop), and for a frame detected whole, a closer look where a person vanished in view.
+        looks = self._second_looks(moving, crops)
+        batches: dict[str, tuple[Detector, list[_View]]] = {}
         for result in moving:
+            box = crops[id(result)]
+            main = _View(result, cropped(result.frame, box) if box else result.frame, box, second=False)
             for name, detector in self.detectors_for(result.frame.camera_id):
-                batches.setdefault(name, (detector, []))[1].append(result)
+                views = batches.setdefault(name, (detector, []))[1]
+                views.append(main)
+                views += [
+                    _View(result, cropped(result.frame, spot.area), spot.area, second=True)
+                    for spot in looks.get(id(result), [])
+                    if not detector.labels or spot.label in detector.labels
+                ]
         outputs = await asyncio.gather(
-            *(self._detect(name, d, [seen[id(r)] for r in rs]) for name, (d, rs) in batches.items())
+            *(self._detect(name, d, [v.shown for v in views]) for name, (d, views) in batches.items())
         )
-        for (_, rs), detections in zip(batches.values(), outputs, strict=True):
-            for result, found in zip(rs, detections, strict=True):
-                box = crops[id(result)]
-                result.detections.extend(uncropped(found, box) if box else found)
+        for (_, views), detections in zip(batches.values(), outputs, strict=True):
+            for view, found in zip(views, detections, strict=True):
+                found = uncropped(found, view.area) if view.area else found
+                if view.second:
+                    merge(view.result.detections, found)
+                else:
+                    view.result.detections.extend(found)
         for result in moving:
             result.detected = True
         for result in results:
             await self._track_and_analyze(result)
         return results
+
+    def _second_looks(self, moving: Sequence[FrameResult], crops: dict[int, Box | None]) -> dict[int, list[Spot]]:
+        """The spots to look at again, per frame detected whole. A second look never delays another
+        camera's first: none while frames wait for detection or detection is busy over half the time."""
+        if self.second_look is None or not moving or self.waiting() or self.busy() > SECOND_LOOK_MAX_BUSY:
+            return {}
+        return {id(r): self.second_look.spots(r.frame) for r in moving if crops[id(r)] is None}
 
     async def _track_and_analyze(self, result: FrameResult) -> None:
         frame = result.frame
@@ -180,6 +217,8 @@ class FrameProcessor:
                 # asyncio.timeout, not wait_for: no task per frame (wait_for makes one on 3.11).
                 async with asyncio.timeout(self.deadline):
                     result.tracks = await tracker.update(frame, result.detections)
+                if self.second_look is not None:
+                    self.second_look.update(frame, self._last_tracks.get(camera, []), result.tracks)
                 self._last_tracks[camera] = result.tracks
             except Exception as exc:
                 self._failed("tracker", tracker.name, exc)

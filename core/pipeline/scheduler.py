@@ -55,6 +55,7 @@ class DetectionScheduler:
         self.dropped: dict[str, int] = {}
         self._arrivals: deque[float] = deque()  # when frames were offered, for the demand rate
         self.processed: dict[str, int] = {}
+        self._batches: deque[tuple[float, float]] = deque()  # (start, end) of recent batches, for busy()
 
     # -- inputs (bus handlers) -------------------------------------------------------------------
 
@@ -109,6 +110,14 @@ class DetectionScheduler:
             self._arrivals.popleft()
         return len(self._arrivals) / RATE_WINDOW
 
+    def busy(self) -> float:
+        """Share of the last few seconds detection spent processing batches (0..1)."""
+        now = time.monotonic()
+        while self._batches and self._batches[0][1] < now - RATE_WINDOW:
+            self._batches.popleft()
+        spent = sum(end - max(start, now - RATE_WINDOW) for start, end in self._batches)
+        return min(1.0, spent / RATE_WINDOW)
+
     def waiting(self) -> int:
         """Frames waiting for detection (one per camera at most)."""
         return len(self._latest)
@@ -134,9 +143,11 @@ class DetectionScheduler:
                 await self._wakeup.wait()
                 continue
             batch = self.next_batch()
+            started = time.monotonic()
             try:
                 await self._process(batch)
             except Exception:
                 log.exception("detection batch failed")
+            self._batches.append((started, time.monotonic()))
             for frame in batch:
                 self.processed[frame.camera_id] = self.processed.get(frame.camera_id, 0) + 1
