@@ -206,6 +206,14 @@ async def test_hot_cameras_go_ahead_but_never_starve_a_quiet_one(monkeypatch: py
     assert len(quiet) >= 7 and max(gaps) <= 25
 
 
+def file_camera(name: str) -> str:
+    """A camera playing the sample clip, every frame to detection."""
+    return f'[cameras.{name}]\ntype = "file"\npath = "{SAMPLE}"\nmotion.mode = "always"\ntamper.enabled = false\n\n'
+
+
+PIPELINE = "[detectors.finds]\n[trackers.simple]\n"
+
+
 class PipelinePlugin:
     @hookimpl
     def campusguard_register_detectors(self, registry: Registry[Detector]) -> None:
@@ -229,23 +237,7 @@ async def test_cameras_feed_detection_through_the_core(campusguard_core, campusg
     async def keep(observation: Observation) -> None:
         observations.append(observation)
 
-    config = f"""
-[cameras.yard]
-type = "file"
-path = "{SAMPLE}"
-motion.mode = "always"
-tamper.enabled = false
-
-[cameras.hall]
-type = "file"
-path = "{SAMPLE}"
-motion.mode = "always"
-tamper.enabled = false
-
-[detectors.finds]
-[trackers.simple]
-[analyzers.count]
-"""
+    config = file_camera("yard") + file_camera("hall") + PIPELINE + "[analyzers.count]\n"
     async with campusguard_core(config, plugins={"pipeline": PipelinePlugin()}, entry_points=True) as core:
         core.api.bus.subscribe(OBSERVATIONS, keep, name="test")
         for _ in range(300):
@@ -327,21 +319,8 @@ async def test_a_blind_analyzer_shows_in_the_metrics(campusguard_core, campusgua
     from test_metrics import free_port
 
     port = free_port()
-    config = f"""
-[core]
-metrics_port = {port}
-
-[cameras.yard]
-type = "file"
-path = "{SAMPLE}"
-motion.mode = "always"
-tamper.enabled = false
-
-[detectors.finds]
-[trackers.simple]
-[analyzers.weapons]
-type = "watches_weapons"
-"""
+    config = f"[core]\nmetrics_port = {port}\n\n" + file_camera("yard") + PIPELINE
+    config += '[analyzers.weapons]\ntype = "watches_weapons"\n'
     async with campusguard_core(config, plugins={"pipeline": BlindPlugin()}, entry_points=True) as core:
         for _ in range(300):
             if core.api.processor is not None and core.api.processor.coverage.gaps:
@@ -393,19 +372,8 @@ async def test_a_camera_stays_hot_while_its_incident_is_open(monkeypatch: pytest
 async def test_an_open_incident_keeps_its_camera_hot_across_a_restart(campusguard_core) -> None:
     import time
 
-    config = f"""
-[detection]
-hot_seconds = 0.001   # only being open keeps a camera hot here
-
-[cameras.yard]
-type = "file"
-path = "{SAMPLE}"
-tamper.enabled = false
-
-[detectors.finds]
-[trackers.simple]
-[analyzers.count]
-"""
+    config = "[detection]\nhot_seconds = 0.001   # only being open keeps a camera hot here\n\n"
+    config += file_camera("yard") + PIPELINE + "[analyzers.count]\n"
     async with campusguard_core(config, plugins={"pipeline": PipelinePlugin()}, entry_points=True) as core:
         await core.api.raise_incident(make_incident(camera_id="yard"))
         await core.api.raise_incident(make_incident(camera_id="hall", status="resolved"))
