@@ -210,6 +210,7 @@ class Replay:
             "type": "frame", "frame": index, "time": round(at, 3), "motion": outcome.frame.motion,
             "detected": outcome.detected, "detections": dict(labels),
             "tracks": [t.track_id for t in outcome.tracks],
+            "flags": {str(t.track_id): sorted(t.flags) for t in outcome.tracks if t.flags},
         }) + "\n")  # fmt: skip
         for observation in outcome.observations:
             out.write(json.dumps({"type": "observation", "frame": index, "time": round(at, 3),

@@ -152,6 +152,40 @@ def test_an_armed_person_whose_id_switched_stays_armed(tmp_path: Path) -> None:
     assert by_x[1].flags == set()
 
 
+def test_a_lost_armed_track_hands_its_flag_over_once(tmp_path: Path) -> None:
+    tr = tracker(tmp_path, lost_seconds=0.5)
+    for n in range(3):
+        tracks = tr.step(frame_at(n * 0.2), [person(100, 100)])
+    (armed,) = tracks
+    armed.flags.add("armed")
+    for n in range(3, 10):  # the library forgets the id
+        tr.step(frame_at(n * 0.2), [])
+    for n in range(10, 12):  # one new id comes out where they were: the heir
+        tracks = tr.step(frame_at(n * 0.2), [person(110, 100)])
+    (heir,) = tracks
+    assert heir.flags == {"armed"}
+    for n in range(12, 14):  # a second newcomer in the same place, still within the window: not armed too
+        tracks = tr.step(frame_at(n * 0.2), [person(110, 100), person(150, 100)])
+    assert sorted(sorted(t.flags) for t in tracks) == [[], ["armed"]]
+
+
+def test_the_heir_gives_the_flag_back_when_the_lost_track_returns(tmp_path: Path) -> None:
+    tr = tracker(tmp_path, lost_seconds=2.0)
+    for n in range(3):
+        tracks = tr.step(frame_at(n * 0.2), [person(100, 100)])
+    (armed,) = tracks
+    armed.flags.add("armed")
+    # The armed person is missed while someone else turns up right beside them: the guess is "same person".
+    for n in range(3, 5):
+        tracks = tr.step(frame_at(n * 0.2), [person(145, 100)])
+    (other,) = tracks
+    assert other.track_id != armed.track_id and other.flags == {"armed"}
+    # The armed person is seen again (the library kept their id): the other one was someone else.
+    tracks = tr.step(frame_at(1.0), [person(100, 100), person(145, 100)])
+    flags = {t.track_id: t.flags for t in tracks}
+    assert flags == {armed.track_id: {"armed"}, other.track_id: set()}
+
+
 def test_someone_next_to_an_armed_person_still_tracked_is_not_armed(tmp_path: Path) -> None:
     tr = tracker(tmp_path)
     for n in range(3):
