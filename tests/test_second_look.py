@@ -117,3 +117,10 @@ async def test_the_detector_is_shown_the_spot_only_when_it_has_time(tmp_path: Pa
     proc.waiting, proc.busy = (lambda: 0), (lambda: 0.7)  # detection busy most of the time: none either
     await proc.process([frame_at(1.2).model_copy(update={"image": image})])
     assert Counts.shown == [(640, 480), (640, 480)]
+
+
+def test_only_people_are_looked_for() -> None:
+    look = SecondLook()
+    knife = track(5, Box(x1=300, y1=250, x2=316, y2=258), label="weapon")  # put away in a pocket
+    run(look, [(0.0, [knife]), (0.2, []), (0.6, [])])
+    assert look.spots(frame_at(0.6)) == []

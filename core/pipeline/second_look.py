@@ -9,11 +9,12 @@ crop around the spot: about one body height around the feet (where a body that f
 up), grown to the frame's shape. What they find there joins the frame's detections; a person found
 both ways counts once.
 
-It costs one small extra pass per spot (at most ``most`` per camera), only on frames detected whole,
-and only while no other camera's frame waits for detection and detection is busy under half the
-time: a second look never delays a first. A track the detector merely missed for a frame
-comes back on the next: a spot is only looked at once its track has stayed gone ``CONFIRM``
-seconds, and dropped as soon as it comes back.
+Only people are looked for (``labels``). Each spot costs one extra detector pass (a crop of about a
+quarter of the frame, at the detector's usual input size; at most ``most`` spots per camera), only
+on frames detected whole, and only while no other camera's frame waits for detection and detection
+is busy under half the time: a second look never delays a first. A track the detector merely
+missed for a frame comes back on the next: a spot is only looked at once its track has stayed gone
+``CONFIRM`` seconds, and dropped as soon as it comes back.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Spot:
 class SecondLook:
     seconds: float = 10.0
     most: int = 2
+    labels: frozenset[str] = frozenset({"person"})  # tracks whose vanishing is worth a second look
     _spots: dict[str, list[Spot]] = field(default_factory=dict)
     _missing: dict[str, dict[int, tuple[Track, float]]] = field(default_factory=dict)  # vanished, since when
 
@@ -76,7 +78,8 @@ class SecondLook:
         missing = self._missing.setdefault(frame.camera_id, {})
         for track in before:
             if (
-                track.track_id not in present
+                track.label in self.labels
+                and track.track_id not in present
                 and track.track_id not in missing
                 and _vanished_in_view(track, after, frame)
             ):
