@@ -76,7 +76,9 @@ class DetectionScheduler:
         latest = max((stamp.wall for stamp in incident.stages.values()), default=utc_now())
         news = time.monotonic() - max(0.0, (utc_now() - latest).total_seconds())
         self._hot_until[camera] = max(self._hot_until.get(camera, 0.0), news + self.hot_seconds)
-        open_ids = self._open.setdefault(camera, {})
+        now = time.monotonic()
+        open_ids = {i: t for i, t in self._open.get(camera, {}).items() if now - t < OPEN_HOT_SECONDS}
+        self._open[camera] = open_ids  # forgotten ones no longer count: let them go
         if IncidentStatus(incident.status) in CLOSED:
             open_ids.pop(incident.id, None)  # hot_seconds more from this news, then quiet
         else:
