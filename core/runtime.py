@@ -212,6 +212,17 @@ class Core:
         self._camera_configs = None
         return specs
 
+    def build(self, spec: ComponentSpec) -> Any:
+        """The component of ``spec``, constructed (not started: constructors only store their config)."""
+        context = ComponentContext(
+            name=spec.name,
+            logger=logging.getLogger(f"campusguard.{spec.table}.{spec.name}"),
+            core=self,
+            data_dir=self.data_dir / spec.table / spec.name,
+            config_dir=self.config.base_dir,
+        )
+        return spec.cls(spec.name, spec.config, context)
+
     async def start(self, include: Callable[[str], bool] | None = None, *, services: bool = True) -> None:
         """Start the store, the bus and every component (of the tables ``include`` accepts)."""
         if not self.specs:
@@ -224,14 +235,7 @@ class Core:
         for spec in self.specs:
             if include is not None and not include(spec.table):
                 continue
-            context = ComponentContext(
-                name=spec.name,
-                logger=logging.getLogger(f"campusguard.{spec.table}.{spec.name}"),
-                core=self,
-                data_dir=self.data_dir / spec.table / spec.name,
-                config_dir=self.config.base_dir,
-            )
-            self.supervisor.add(spec, spec.cls(spec.name, spec.config, context))
+            self.supervisor.add(spec, self.build(spec))
         await self.supervisor.start_all()
         # services=False: just the components (the doors CLI acting while no core runs), so a command
         # never also runs pending escalations or rules as a side effect.

@@ -194,3 +194,29 @@ def test_an_error_about_a_whole_table_never_prints_its_values(tmp_path: Path) ->
     assert result.returncode == 1
     assert "hunter22" not in result.stderr
     assert "a table with keys name, verification, verifiers" in result.stderr
+
+
+def test_check_warns_of_an_analyzer_no_detector_can_feed(tmp_path: Path) -> None:
+    """Valid, but the weapon analyzer waits for `weapon` tracks that MoveNet (people) never gives."""
+    config = tmp_path / "plugins.toml"
+    base = (
+        '[cameras.gate]\ntype = "file"\npath = "clip.mp4"\n\n'
+        '[cameras.gym]\ntype = "file"\npath = "clip.mp4"\ndetectors = ["people"]\n\n'
+        '[detectors.people]\ntype = "movenet"\n\n[trackers.main]\ntype = "bytetrack"\n\n'
+        '[analyzers.weapons]\ntype = "weapon"\n\n[analyzers.falls]\ntype = "fall"\n'
+    )
+    config.write_text(base)
+    result = check(config)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: analyzer")]
+    assert warnings == [
+        f"warning: analyzer 'weapons' on camera '{camera}' fires on tracks labelled weapon, but the camera's "
+        "detectors (people) report only person: it can never fire. Add a detector that reports weapon (a `yolo` "
+        "model, with `label_map` naming its classes so) or change the analyzer's `labels`"
+        for camera in ("gate", "gym")
+    ]
+    # A YOLO model's labels are only known once it is loaded: judged at run time, not here.
+    config.write_text(base + '\n[detectors.guns]\ntype = "yolo"\nmodel = "weapons.onnx"\n')
+    result = check(config)
+    assert [line for line in result.stderr.splitlines() if "gym" in line and "never fire" in line]
+    assert not [line for line in result.stderr.splitlines() if "'gate'" in line and "never fire" in line]

@@ -9,8 +9,9 @@ that starts late joins), and warns once per analyzer and camera.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from campusguard.sdk import Analyzer, Detector
 
@@ -77,3 +78,20 @@ class CoverageWatch:
             if self.gaps.get(where) != gap:
                 log.warning("%s", gap.message())
             self.gaps[where] = gap
+
+
+def configured_gaps(specs: Sequence[Any], build: Callable[[Any], Any]) -> list[LabelGap]:
+    """The gaps a config has before anything starts (``campusguard check``), where the detectors
+    declare their labels on the class (MoveNet, HOG); one whose labels come from its model file (a
+    YOLO model) is only known once started, so its cameras are judged at run time instead."""
+    from .processor import applies_to
+
+    detectors = [(s.name, build(s)) for s in specs if s.table == "detectors"]
+    analyzers = [(s.name, build(s)) for s in specs if s.table == "analyzers"]
+    gaps: list[LabelGap] = []
+    for camera in (s for s in specs if s.table == "cameras"):
+        wanted = getattr(camera.config, "detectors", None) or []
+        mine = [(name, d) for name, d in detectors if not wanted or name in wanted]
+        watching = [(name, a) for name, a in analyzers if applies_to(a, camera.name)]
+        gaps += label_gaps(camera.name, mine, watching)
+    return gaps
