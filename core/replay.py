@@ -211,6 +211,7 @@ class Replay:
             "detected": outcome.detected, "detections": dict(labels),
             "tracks": [t.track_id for t in outcome.tracks],
             "flags": {str(t.track_id): sorted(t.flags) for t in outcome.tracks if t.flags},
+            "second_looks": [[round(v) for v in (a.x1, a.y1, a.x2, a.y2)] for a in outcome.looked],
         }) + "\n")  # fmt: skip
         for observation in outcome.observations:
             out.write(json.dumps({"type": "observation", "frame": index, "time": round(at, 3),

@@ -174,8 +174,15 @@ def test_a_fall_among_people_walking_by_is_found_by_a_second_look(cutout: Cutout
     whole, where MoveNet loses the person lying down; the second look where they vanished finds them."""
     clip = write_clip(tmp_path / "busy.mp4", cutout, falling(1, LIE), busy=True)
     assert observations(replay(clip, tmp_path, second_look=False)) == []
-    found = observations(replay(clip, tmp_path))
+    events = replay(clip, tmp_path)
+    found = observations(events)
     assert [o["kind"] for o in found] == ["medical_fall"]
+    # The looks were around where they fell (their feet), from soon after they went down.
+    looks = [(e["time"], area) for e in events if e["type"] == "frame" for area in e["second_looks"]]
+    feet_x, feet_y = cutout.feet
+    assert any(
+        STAND < t < STAND + FALL + 1.5 and x1 < feet_x < x2 and y1 < feet_y < y2 for t, (x1, y1, x2, y2) in looks
+    ), looks
     assert STAND + FALL + 5.0 <= found[0]["time"] <= STAND + FALL + 8.0, found[0]["time"]
 
 

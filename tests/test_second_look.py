@@ -108,9 +108,10 @@ async def test_the_detector_is_shown_the_spot_only_when_it_has_time(tmp_path: Pa
     person = track(1, STANDING)
     run(look, [(0.0, [person]), (0.2, []), (0.6, [])])
     image = np.zeros((480, 640, 3), np.uint8)
-    await proc.process([frame_at(0.8).model_copy(update={"image": image})])
+    (result,) = await proc.process([frame_at(0.8).model_copy(update={"image": image})])
     spot = look.spots(frame_at(0.8))[0]
     assert Counts.shown == [(640, 480), (int(spot.area.width), int(spot.area.height))]
+    assert result.looked == [spot.area]  # for the replay's JSON lines and the annotated video
     Counts.shown.clear()
     proc.waiting = lambda: 1  # another camera's frame waits: no second look
     await proc.process([frame_at(1.0).model_copy(update={"image": image})])

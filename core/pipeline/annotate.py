@@ -14,7 +14,7 @@ from .processor import FrameResult
 
 # COCO keypoint pairs drawn as bones.
 SKELETON = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16))
-_ZONE, _BOX, _TRACK, _BONE = (0, 200, 255), (0, 255, 0), (255, 255, 0), (255, 0, 255)
+_ZONE, _BOX, _TRACK, _BONE, _LOOK = (0, 200, 255), (0, 255, 0), (255, 255, 0), (255, 0, 255), (255, 128, 0)
 
 
 class Annotator:
@@ -38,6 +38,9 @@ class Annotator:
             polygon = np.array([[x * w, y * h] for x, y in zone.polygon], dtype=np.int32)
             cv2.polylines(image, [polygon], True, _ZONE, 2)
             cv2.putText(image, name, (int(polygon[0][0]), int(polygon[0][1])), cv2.FONT_HERSHEY_SIMPLEX, 0.5, _ZONE, 1)
+        for area in result.looked:  # a second look, where a person vanished
+            cv2.rectangle(image, (int(area.x1), int(area.y1)), (int(area.x2), int(area.y2)), _LOOK, 1)
+            cv2.putText(image, "look", (int(area.x1) + 2, int(area.y2) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, _LOOK, 1)
         for detection in result.detections:
             b = detection.box
             cv2.rectangle(image, (int(b.x1), int(b.y1)), (int(b.x2), int(b.y2)), _BOX, 1)

@@ -43,6 +43,7 @@ class FrameResult:
     tracks: list[Track] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     detected: bool = False  # False: no motion, so detection was skipped and the last tracks reused
+    looked: list[Box] = field(default_factory=list)  # areas the detectors looked at again (second looks)
 
 
 @dataclass
@@ -176,6 +177,7 @@ class FrameProcessor:
         for result in moving:
             box = crops[id(result)]
             main = _View(result, cropped(result.frame, box) if box else result.frame, box, second=False)
+            result.looked = [spot.area for spot in looks.get(id(result), [])]
             for name, detector in self.detectors_for(result.frame.camera_id):
                 views = batches.setdefault(name, (detector, []))[1]
                 views.append(main)
