@@ -58,6 +58,12 @@ def test_every_crop_has_the_frames_shape() -> None:
             assert abs(box.width - box.height * width / height) <= 1.0 + 1e-9  # within a pixel
 
 
+def test_a_crop_is_never_a_sliver() -> None:
+    """A point-sized area (a degenerate region, no margin) still gives a picture, 15 % of the frame's sides."""
+    frame = make_frame(image=np.zeros((480, 640, 3), np.uint8), regions=(Box(x1=630, y1=470, x2=630, y2=470),))
+    assert crop_box(frame, [], CROPPING) == Box(x1=544, y1=408, x2=640, y2=480)
+
+
 class Seer(Detector):
     """Finds one person in the middle of whatever it is shown; records the sizes it was shown."""
 

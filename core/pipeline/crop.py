@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from campusguard.sdk import Box, Detection, Frame, Keypoint, MotionSettings, Track
 
+MIN_SIDE = 0.15  # the smallest crop, as a fraction of the frame's sides
+
 
 def crop_box(frame: Frame, tracks: Sequence[Track], settings: MotionSettings) -> Box | None:
     """The area to detect on, or None for the whole frame."""
@@ -40,6 +42,8 @@ def frame_shaped(x1: float, y1: float, x2: float, y2: float, width: int, height:
     aspect = width / height
     w, h = x2 - x1, y2 - y1
     w, h = (h * aspect, h) if w < h * aspect else (w, w / aspect)
+    # Never a sliver: a tiny area (a hand that moved) would be blown up past use, an empty one is no picture.
+    w, h = max(w, MIN_SIDE * width), max(h, MIN_SIDE * height)
     # Round one side, derive the other from it: off the frame's shape by half a pixel at most.
     if aspect >= 1:
         h = min(height, round(h))
