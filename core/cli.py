@@ -86,10 +86,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = core.host.failures()
     for record in failed:
         print(f"warning: plugin {record.name!r} failed: {record.error}", file=sys.stderr)
-    from .pipeline.coverage import configured_gaps
+    from .preflight import preflight_warnings
 
-    for gap in configured_gaps(specs, core.build):
-        print(f"warning: {gap.message()}", file=sys.stderr)
+    for warning in preflight_warnings(core, specs):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: valid ({len(specs)} component{'' if len(specs) == 1 else 's'})")
     return 0
 

@@ -108,6 +108,13 @@ class MoveNetDetector(Detector):
             raise ConfigError(f"MoveNet model not installed: run `{INSTALL_COMMAND}` ({state}expected at {path})")
         return path
 
+    def preflight(self) -> list[tuple[str, str]]:
+        try:
+            self.model_file()
+        except ConfigError as exc:
+            return [("model", str(exc))]
+        return []
+
     async def start(self) -> None:
         await self.stop()
         path = self.model_file()

@@ -213,6 +213,10 @@ class YoloDetector(Detector):
         assert isinstance(self.config, YoloConfig)
         return self.config
 
+    def preflight(self) -> list[tuple[str, str]]:
+        path = self.context.resolve(self.options.model)
+        return [] if path.is_file() else [("model", f"model file {path} not found")]
+
     async def start(self) -> None:
         await self.stop()
         path = self.context.resolve(self.options.model)

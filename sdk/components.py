@@ -46,6 +46,12 @@ class Component:
     async def start(self) -> None:
         """Connect, load models, warm up. Called once per (re)start."""
 
+    def preflight(self) -> list[tuple[str, str]]:
+        """What would stop ``start()`` that can be seen without starting (a file that is not there), as
+        ``(config key, message)`` pairs; ``campusguard check`` lists them with their config lines.
+        Cheap and side-effect free: no network, no model loading. ``start()`` still raises for them."""
+        return []
+
     async def stop(self) -> None:
         """Release everything. Idempotent."""
 

@@ -220,3 +220,29 @@ def test_check_warns_of_an_analyzer_no_detector_can_feed(tmp_path: Path) -> None
     result = check(config)
     assert [line for line in result.stderr.splitlines() if "gym" in line and "never fire" in line]
     assert not [line for line in result.stderr.splitlines() if "'gate'" in line and "never fire" in line]
+
+
+def test_check_names_files_that_are_not_there_with_their_lines(tmp_path: Path) -> None:
+    """Valid, but the camera's video and the detector's model are missing: check says where, start would fail."""
+    (tmp_path / "here.mp4").write_bytes(b"")
+    config = tmp_path / "plugins.toml"
+    config.write_text(
+        '[cameras.gate]\ntype = "file"\npath = "gone.mp4"\n\n'
+        '[cameras.hall]\ntype = "file"\npath = "here.mp4"\n\n'
+        '[detectors.guns]\ntype = "yolo"\nmodel = "models/guns.onnx"\n'
+    )
+    result = check(config)
+    assert result.returncode == 0, result.stderr  # valid: the files may be copied in after the check
+    warnings = [line for line in result.stderr.splitlines() if "it will not start" in line]
+    assert warnings == [
+        f"warning: {config}:3: [cameras.gate] path: video file '{tmp_path / 'gone.mp4'}' not found; it will not start",
+        f"warning: {config}:11: [detectors.guns] model: model file {tmp_path / 'models/guns.onnx'} not found; "
+        "it will not start",
+    ]
+    # A model that `campusguard models install` fetches: the warning says that command.
+    config.write_text('[detectors.people]\ntype = "movenet"\n')
+    result = check(config, env={"CAMPUSGUARD_MODELS": str(tmp_path / "no-models")})
+    assert result.returncode == 0, result.stderr
+    assert "[detectors.people] model: MoveNet model not installed: run `campusguard models install movenet`" in (
+        result.stderr
+    )

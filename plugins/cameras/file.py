@@ -42,6 +42,13 @@ class FileCamera(DecodingCamera):
             return package_file(text[len(PACKAGE_PREFIX) :])
         return self.context.resolve(self.config.path)
 
+    def preflight(self) -> list[tuple[str, str]]:
+        try:
+            path = self._path()
+        except ConfigError as exc:
+            return [("path", str(exc))]
+        return [] if path.is_file() else [("path", f"video file {str(path)!r} not found")]
+
     async def start(self) -> None:
         path = self._path()
         if not path.is_file():

@@ -86,6 +86,15 @@ class ComponentConformance:
     async def test_stop_without_start_is_safe(self, tmp_path: Path) -> None:
         await asyncio.wait_for(self.build(tmp_path).stop(), self.deadline)
 
+    def test_preflight_of_a_working_config_finds_nothing_and_creates_nothing(self, tmp_path: Path) -> None:
+        """``campusguard check`` calls it on every component: quick, quiet, and no files left behind."""
+        component = self.build(tmp_path)
+        before = sorted(tmp_path.rglob("*"))
+        problems = component.preflight()
+        assert isinstance(problems, list) and all(isinstance(k, str) and isinstance(m, str) for k, m in problems)
+        assert problems == [], f"a working config should pass preflight: {problems}"
+        assert sorted(tmp_path.rglob("*")) == before
+
     async def test_work_after_start_returns(self, tmp_path: Path) -> None:
         component = self.build(tmp_path)
         await component.start()
