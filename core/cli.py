@@ -83,13 +83,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     except PluginLoadError as exc:
         print(f"campusguard: {exc}", file=sys.stderr)
         return 1
-    failed = core.host.failures()
-    for record in failed:
-        print(f"warning: plugin {record.name!r} failed: {record.error}", file=sys.stderr)
     from .preflight import preflight_warnings
 
-    for warning in preflight_warnings(core, specs):
+    warnings = [f"plugin {record.name!r} failed: {record.error}" for record in core.host.failures()]
+    warnings += preflight_warnings(core, specs)
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if warnings and args.strict:
+        print(f"{path}: valid, but {len(warnings)} warning{'' if len(warnings) == 1 else 's'} (--strict)")
+        return 1
     print(f"{path}: valid ({len(specs)} component{'' if len(specs) == 1 else 's'})")
     return 0
 
@@ -284,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate a config file; exit 1 with precise errors")
     p.add_argument("config", nargs="?", help=f"config file (default: $CAMPUSGUARD_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings fail too (a plugin that failed, a file that is not there, an analyzer nothing can feed)",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("discover", help="find ONVIF cameras on the local network (WS-Discovery)")

@@ -239,6 +239,8 @@ def test_check_names_files_that_are_not_there_with_their_lines(tmp_path: Path) -
         f"warning: {config}:11: [detectors.guns] model: model file {tmp_path / 'models/guns.onnx'} not found; "
         "it will not start",
     ]
+    strict = subprocess.run([CLI, "check", "--strict", str(config)], capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 1 and "valid, but 2 warnings (--strict)" in strict.stdout
     # A model that `campusguard models install` fetches: the warning says that command.
     config.write_text('[detectors.people]\ntype = "movenet"\n')
     result = check(config, env={"CAMPUSGUARD_MODELS": str(tmp_path / "no-models")})
