@@ -11,7 +11,6 @@ the model needs 153), so every detection is the marker.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -19,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 from peers.footage import PEDESTRIANS
+from test_fall_footage import people_on
 
 from campusguard.detectors import models
 from campusguard.plugins.analyzers import pose
@@ -97,21 +96,6 @@ class Scene:
     wrists: dict[int, tuple[float, float]]  # frame: where it was painted
 
 
-def movenet_people(images: list[np.ndarray]) -> list[list[Detection]]:
-    from campusguard.detectors.movenet import MoveNetDetector
-    from campusguard.sdk.testing import make_context, make_frame
-
-    async def run() -> list[list[Detection]]:
-        detector = MoveNetDetector("movenet", MoveNetDetector.Config(), make_context("movenet", Path(".")))
-        await detector.start()
-        try:
-            return await detector.detect([make_frame(sequence=i, image=image) for i, image in enumerate(images)])
-        finally:
-            await detector.stop()
-
-    return asyncio.run(run())
-
-
 def wrist_path(people: list[list[Detection]], start: int) -> dict[int, tuple[float, float]] | None:
     """A right wrist MoveNet sees on ``HELD`` frames in a row from ``start``, followed box to box."""
     for person in people[start]:
@@ -134,7 +118,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
     work = tmp_path_factory.mktemp("weapon")
     with av.open(str(PEDESTRIANS)) as container:
         images = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
-    people = movenet_people(images)
+    people = people_on(images)
     for start in range(60, len(images) - HELD - 60, 5):  # 6 s in, with 6 s left to see the flag stay
         wrists = wrist_path(people, start)
         if wrists is not None:
