@@ -93,21 +93,14 @@ def sent() -> list[tuple[str, str, str, bool]]:
     return sorted((c.door_id, str(c.action), c.requested_by, c.exercise) for c in RecordingDoors.received)
 
 
+def scenario_rule(name: str, kind: str, scenario: str, extra: str = "") -> str:
+    """The site and its doors, and one rule that starts ``scenario`` on an observation of ``kind``."""
+    rule = f'[[rules]]\nname = "{name}"\nwhen = {{ kinds = ["{kind}"] }}\n{extra}'
+    return SITE + DOORS + f'\n{rule}[[rules.actions]]\ndo = "door_scenario"\nscenario = "{scenario}"\n'
+
+
 async def test_a_confirmed_weapon_locks_down_but_never_traps_anyone(campusguard_core) -> None:
-    config = (
-        SITE
-        + DOORS
-        + """
-[[rules]]
-name = "weapon"
-when = { kinds = ["weapon"] }
-exercise = true
-notify = ["office"]
-[[rules.actions]]
-do = "door_scenario"
-scenario = "lockdown"
-"""
-    )
+    config = scenario_rule("weapon", "weapon", "lockdown", 'exercise = true\nnotify = ["office"]\n')
     async with campusguard_core(config, plugins=ALL_PLUGINS) as core:
         incident = await raised(core, observed(0, kind="weapon"))
         await until(lambda: _audited(core, incident.id, ("rule:weapon", "action.door_scenario")))
@@ -125,18 +118,7 @@ async def _audited(core: Any, subject: str, entry: tuple[str, str]) -> bool:
 
 
 async def test_a_rule_may_not_unlock_and_the_refusal_is_audited(campusguard_core) -> None:
-    config = (
-        SITE
-        + DOORS
-        + """
-[[rules]]
-name = "fire"
-when = { kinds = ["smoke"] }
-[[rules.actions]]
-do = "door_scenario"
-scenario = "evacuate"
-"""
-    )
+    config = scenario_rule("fire", "smoke", "evacuate")
     async with campusguard_core(config, plugins=ALL_PLUGINS) as core:
         incident = await raised(core, observed(0, kind="smoke"))
         await until(lambda: _audited(core, incident.id, ("rule:fire", "action.door_scenario")))
@@ -197,18 +179,7 @@ async def test_unauthenticated_and_unknown_requests_are_refused(campusguard_core
 
 
 async def test_a_failing_panel_is_a_result_to_audit_and_the_action_retries(campusguard_core) -> None:
-    config = (
-        SITE
-        + DOORS
-        + """
-[[rules]]
-name = "weapon"
-when = { kinds = ["weapon"] }
-[[rules.actions]]
-do = "door_scenario"
-scenario = "lockdown"
-"""
-    )
+    config = scenario_rule("weapon", "weapon", "lockdown")
     RecordingDoors.broken.add("front")
     async with campusguard_core(config, plugins=ALL_PLUGINS) as core:
         incident = await raised(core, observed(0, kind="weapon"))

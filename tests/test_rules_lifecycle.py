@@ -54,10 +54,10 @@ async def audit_actions(core: Any, incident_id: str) -> list[tuple[str, str]]:
     return [(e.actor, e.action) for e in await core.api.store.audit_entries() if e.subject == incident_id]
 
 
-async def test_human_verification_holds_actions_until_a_person_confirms(campusguard_core) -> None:
-    config = (
-        SITE
-        + """
+# A weapon rule that waits for the office to verify, then notifies the pager.
+HUMAN_VERIFIED_WEAPON = (
+    SITE
+    + """
 [[rules]]
 name = "weapon"
 when = { kinds = ["weapon"] }
@@ -68,7 +68,11 @@ notify = ["pager"]
 do = "notify"
 targets = ["pager"]
 """
-    )
+)
+
+
+async def test_human_verification_holds_actions_until_a_person_confirms(campusguard_core) -> None:
+    config = HUMAN_VERIFIED_WEAPON
     async with campusguard_core(config, plugins=PLUGINS) as core:
         incident = await raised(core, observed(0, kind="weapon", confidence=0.7))
         assert incident.status == "verifying" and incident.rule == "weapon"
@@ -104,20 +108,7 @@ async def _count(core: Any, n: int) -> bool:
 
 
 async def test_dismissed_incident_runs_no_action_and_tells_only_who_knew(campusguard_core) -> None:
-    config = (
-        SITE
-        + """
-[[rules]]
-name = "weapon"
-when = { kinds = ["weapon"] }
-verification = "human"
-verifiers = ["office"]
-notify = ["pager"]
-[[rules.actions]]
-do = "notify"
-targets = ["pager"]
-"""
-    )
+    config = HUMAN_VERIFIED_WEAPON
     async with campusguard_core(config, plugins=PLUGINS) as core:
         incident = await raised(core, observed(0, kind="weapon"))
         await change_status(core.api.store, incident.id, "dismiss", by="ms.rivera", note="a phone")
